@@ -1,0 +1,145 @@
+// Package config holds Elph's configuration: the Config type, its defaults,
+// loading from a YAML file, ELPH_* environment variables and command-line
+// flags (in that order of precedence, flags winning), and a validation step
+// that reports every problem at once with the key it belongs to.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration of one Elph node. Keys are the koanf
+// tags joined with dots ("database.dsn"); the environment variable for a key
+// is ELPH_ followed by the key upper-cased with dots as underscores
+// (ELPH_DATABASE_DSN).
+type Config struct {
+	Node     Node     `koanf:"node"`
+	Log      Log      `koanf:"log"`
+	Admin    Admin    `koanf:"admin"`
+	Gateway  Gateway  `koanf:"gateway"`
+	HTTP     HTTP     `koanf:"http"`
+	Database Database `koanf:"database"`
+	Bus      Bus      `koanf:"bus"`
+	Modules  Modules  `koanf:"modules"`
+}
+
+// Node says what this process is: which role it plays, which modules run and
+// where it keeps its state.
+type Node struct {
+	// Role picks the modules: all, server, proxy or edge.
+	Role string `koanf:"role"`
+	// Modules, when not empty, replaces the role's module list.
+	Modules []string `koanf:"modules"`
+	// DataDir holds the SQLite database, local files and generated TLS keys.
+	DataDir string `koanf:"data_dir"`
+	// ShutdownTimeout bounds the graceful drain of HTTP and WebSockets.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `koanf:"level"`  // debug, info, warn, error
+	Format string `koanf:"format"` // text or json
+}
+
+// Listener is a TCP listener. An empty Listen disables it.
+type Listener struct {
+	Listen  string `koanf:"listen"`
+	TLSCert string `koanf:"tls_cert"`
+	TLSKey  string `koanf:"tls_key"`
+	// AllowPlaintext accepts a listener on a non-loopback address without TLS,
+	// for a closed segment behind an existing TLS terminator.
+	AllowPlaintext bool `koanf:"allow_plaintext"`
+}
+
+// Admin is the metrics and health listener, loopback by default.
+type Admin struct {
+	Listener `koanf:",squash"`
+	// Pprof exposes /debug/pprof/ on the admin listener.
+	Pprof bool `koanf:"pprof"`
+}
+
+// Gateway is the single entry point that mounts every module under its
+// prefix (in-process in --all and server roles).
+type Gateway struct {
+	Listener `koanf:",squash"`
+	// TLSAuto makes a self-signed certificate in <data_dir>/tls when no
+	// tls_cert is given, so the gateway never speaks plaintext by accident.
+	TLSAuto bool `koanf:"tls_auto"`
+}
+
+// HTTP holds the limits every HTTP listener applies.
+type HTTP struct {
+	MaxBodyBytes      ByteSize      `koanf:"max_body_bytes"`
+	MaxHeaderBytes    ByteSize      `koanf:"max_header_bytes"`
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	IdleTimeout       time.Duration `koanf:"idle_timeout"`
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+}
+
+// Database selects and tunes the SQL store.
+type Database struct {
+	Driver string `koanf:"driver"` // sqlite or mysql
+	// DSN: for sqlite a file path (default <data_dir>/elph.db), for mysql a
+	// go-sql-driver DSN such as "elph:secret@tcp(db:3306)/elph".
+	DSN             string        `koanf:"dsn" secret:"dsn"`
+	MaxOpenConns    int           `koanf:"max_open_conns"`
+	ConnMaxLifetime time.Duration `koanf:"conn_max_lifetime"`
+	// MigrateOnStart runs pending migrations when serve starts.
+	MigrateOnStart bool `koanf:"migrate_on_start"`
+}
+
+// Bus configures the event bus.
+type Bus struct {
+	Kind           string        `koanf:"kind"` // memory
+	QueueSize      int           `koanf:"queue_size"`
+	Workers        int           `koanf:"workers"`
+	PublishTimeout time.Duration `koanf:"publish_timeout"`
+}
+
+// Module is the per-module section: whether it may run, the prefix it has
+// on the gateway and its own listener.
+type Module struct {
+	Enabled  bool   `koanf:"enabled"`
+	Prefix   string `koanf:"prefix"`
+	Listener `koanf:",squash"`
+}
+
+// Modules has one section per module with an HTTP surface. A fixed struct
+// (not a map) keeps every key known, so typos are reported and every key has
+// an environment variable.
+type Modules struct {
+	SSO         Module `koanf:"sso"`
+	Chat        Module `koanf:"chat"`
+	Webclient   Module `koanf:"webclient"`
+	History     Module `koanf:"history"`
+	Status      Module `koanf:"status"`
+	Push        Module `koanf:"push"`
+	Files       Module `koanf:"files"`
+	Miniapps    Module `koanf:"miniapps"`
+	Addressbook Module `koanf:"addressbook"`
+}
+
+// ByName returns the section of a module, or nil when there is none.
+func (m *Modules) ByName(name string) *Module {
+	for n, mod := range m.all() {
+		if n == name {
+			return mod
+		}
+	}
+	return nil
+}
+
+// Names lists the module sections in a stable order.
+func (m *Modules) Names() []string {
+	return []string{"sso", "chat", "webclient", "history", "status", "push", "files", "miniapps", "addressbook"}
+}
+
+func (m *Modules) all() map[string]*Module {
+	return map[string]*Module{
+		"sso": &m.SSO, "chat": &m.Chat, "webclient": &m.Webclient, "history": &m.History,
+		"status": &m.Status, "push": &m.Push, "files": &m.Files, "miniapps": &m.Miniapps,
+		"addressbook": &m.Addressbook,
+	}
+}

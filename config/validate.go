@@ -1,0 +1,196 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Roles are the node roles serve understands.
+var Roles = []string{"all", "server", "proxy", "edge"}
+
+// Validate checks the whole configuration and returns every problem found,
+// each with its key; nil means the configuration is usable.
+func (c *Config) Validate() Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+
+	if !slices.Contains(Roles, c.Node.Role) {
+		add("node.role", "%q is not a role; use one of %s", c.Node.Role, strings.Join(Roles, ", "))
+	}
+	names := c.Modules.Names()
+	for _, m := range c.Node.Modules {
+		if !slices.Contains(names, m) {
+			add("node.modules", "%q is not a module; known: %s", m, strings.Join(names, ", "))
+		}
+	}
+	if strings.TrimSpace(c.Node.DataDir) == "" {
+		add("node.data_dir", "must not be empty")
+	}
+	checkDuration(add, "node.shutdown_timeout", c.Node.ShutdownTimeout, time.Second, 10*time.Minute)
+
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		add("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add("log.format", "%q is not a format; use text or json", c.Log.Format)
+	}
+
+	listeners := map[string]string{} // address -> key, to find two listeners on one port
+	checkListener := func(key string, l Listener, tlsAuto bool) {
+		if l.Listen == "" {
+			return
+		}
+		host, port, err := net.SplitHostPort(l.Listen)
+		if err != nil {
+			add(key+".listen", "%q is not host:port: %v", l.Listen, err)
+			return
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			add(key+".listen", "port %q is not a number from 0 to 65535", port)
+		} else if p != 0 {
+			addr := net.JoinHostPort(normalHost(host), port)
+			if other, dup := listeners[addr]; dup {
+				add(key+".listen", "%s is also used by %s", l.Listen, other)
+			}
+			listeners[addr] = key + ".listen"
+		}
+		if (l.TLSCert == "") != (l.TLSKey == "") {
+			add(key+".tls_cert", "tls_cert and tls_key must be given together")
+		}
+		for _, f := range []struct{ key, path string }{{key + ".tls_cert", l.TLSCert}, {key + ".tls_key", l.TLSKey}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				add(f.key, "cannot read %s: %v", f.path, err)
+			}
+		}
+		if l.TLSCert == "" && !tlsAuto && !l.AllowPlaintext && !IsLoopback(host) {
+			add(key+".listen", "%s is reachable from other hosts but has no TLS; set tls_cert/tls_key, bind to 127.0.0.1, or set allow_plaintext: true for a closed segment", l.Listen)
+		}
+	}
+	checkListener("admin", c.Admin.Listener, false)
+	checkListener("gateway", c.Gateway.Listener, c.Gateway.TLSAuto)
+
+	prefixes := map[string]string{}
+	for _, name := range names {
+		m := c.Modules.ByName(name)
+		key := "modules." + name
+		if !m.Enabled {
+			continue
+		}
+		checkListener(key, m.Listener, false)
+		switch {
+		case !strings.HasPrefix(m.Prefix, "/") || !strings.HasSuffix(m.Prefix, "/"):
+			add(key+".prefix", "%q must start and end with /", m.Prefix)
+		case strings.ContainsAny(m.Prefix, "{}*?#% "):
+			add(key+".prefix", "%q must be a plain path", m.Prefix)
+		default:
+			if other, dup := prefixes[m.Prefix]; dup {
+				add(key+".prefix", "%s is also the prefix of %s", m.Prefix, other)
+			}
+			prefixes[m.Prefix] = key
+		}
+	}
+
+	checkSize(add, "http.max_body_bytes", c.HTTP.MaxBodyBytes, 1<<10, 1<<30)
+	checkSize(add, "http.max_header_bytes", c.HTTP.MaxHeaderBytes, 1<<10, 1<<20)
+	checkDuration(add, "http.read_header_timeout", c.HTTP.ReadHeaderTimeout, 100*time.Millisecond, 5*time.Minute)
+	checkDuration(add, "http.idle_timeout", c.HTTP.IdleTimeout, time.Second, time.Hour)
+	if _, err := ParsePrefixes(c.HTTP.TrustedProxies); err != nil {
+		add("http.trusted_proxies", "%v", err)
+	}
+
+	switch c.Database.Driver {
+	case "sqlite":
+	case "mysql":
+		if c.Database.DSN == "" {
+			add("database.dsn", "is required with driver mysql, e.g. elph:secret@tcp(127.0.0.1:3306)/elph")
+		}
+	default:
+		add("database.driver", "%q is not supported; use sqlite or mysql", c.Database.Driver)
+	}
+	if c.Database.MaxOpenConns < 0 || c.Database.MaxOpenConns > 1000 {
+		add("database.max_open_conns", "%d is outside 0..1000 (0 picks a default)", c.Database.MaxOpenConns)
+	}
+	if c.Database.ConnMaxLifetime < 0 {
+		add("database.conn_max_lifetime", "must not be negative")
+	}
+
+	if c.Bus.Kind != "memory" {
+		add("bus.kind", "%q is not available in this build; use memory", c.Bus.Kind)
+	}
+	if c.Bus.QueueSize < 1 || c.Bus.QueueSize > 1_000_000 {
+		add("bus.queue_size", "%d is outside 1..1000000", c.Bus.QueueSize)
+	}
+	if c.Bus.Workers < 1 || c.Bus.Workers > 256 {
+		add("bus.workers", "%d is outside 1..256", c.Bus.Workers)
+	}
+	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
+	return ps
+}
+
+// ParseLevel reads a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not a level; use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// ParsePrefixes reads CIDRs or single addresses.
+func ParsePrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// IsLoopback reports whether a listen host only accepts local connections.
+// An empty host or an unspecified address listens on every interface.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func normalHost(h string) string {
+	if h == "0.0.0.0" || h == "::" {
+		return ""
+	}
+	return h
+}
+
+func checkDuration(add func(string, string, ...any), key string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		add(key, "%s is outside %s..%s", d, lo, hi)
+	}
+}
+
+func checkSize(add func(string, string, ...any), key string, b, lo, hi ByteSize) {
+	if b < lo || b > hi {
+		add(key, "%s is outside %s..%s", b, lo, hi)
+	}
+}

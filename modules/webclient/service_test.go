@@ -1,0 +1,45 @@
+package webclient
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+func TestRoutes(t *testing.T) {
+	files := fstest.MapFS{
+		"index.html": {Data: []byte("<html>index</html>")},
+		"app.js":     {Data: []byte("console.log(1)")},
+	}
+	h := New(files).Routes()
+	tests := []struct {
+		path, wantBody, wantType string
+	}{
+		{"/", "index", "text/html"},
+		{"/app.js", "console.log", "javascript"},
+		{"/chats/42", "index", "text/html"},         // client-side route
+		{"/../../etc/passwd", "index", "text/html"}, // traversal gets the page, not the file
+		{"/%2e%2e/%2e%2e/etc/passwd", "index", "text/html"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s: status %d", tt.path, rec.Code)
+			continue
+		}
+		if !strings.Contains(rec.Body.String(), tt.wantBody) || !strings.Contains(rec.Header().Get("Content-Type"), tt.wantType) {
+			t.Errorf("%s: got %q (%s)", tt.path, rec.Body.String(), rec.Header().Get("Content-Type"))
+		}
+		if rec.Header().Get("Content-Security-Policy") == "" || rec.Header().Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: security headers missing", tt.path)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST / = %d, want 405", rec.Code)
+	}
+}
