@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests talk to are reachable on loopback, and
+# prints shell lines (export VAR=...) for the test run to eval.
+#
+# MariaDB: reachable as root@127.0.0.1 without a password (the development
+# machines), else started if installed but stopped, else installed with
+# apt-get when running as root. When none of that works it prints why; the
+# MySQL half of the store tests then skips, or fails when
+# ELPH_REQUIRE_SERVICES=1.
+set -u
+
+say() { printf '%s\n' "$*" >&2; }
+
+mysql_ok() { # $1 user, $2 password
+	mariadb --connect-timeout=2 -h127.0.0.1 -P3306 -u"$1" ${2:+-p"$2"} -e 'SELECT 1' >/dev/null 2>&1
+}
+
+wait_mysql() {
+	for _ in $(seq 1 60); do
+		if mariadb --connect-timeout=1 -e 'SELECT 1' >/dev/null 2>&1 || mysql_ok root ""; then return 0; fi
+		sleep 0.5
+	done
+	return 1
+}
+
+ensure_mariadb() {
+	if command -v mariadb >/dev/null 2>&1 && mysql_ok root ""; then
+		return 0
+	fi
+	if [ ! -x /usr/sbin/mariadbd ]; then
+		if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+			say "services: MariaDB is not installed and this user cannot install it (apt-get install mariadb-server)"
+			return 1
+		fi
+		say "services: installing mariadb-server"
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server) >/dev/null 2>&1 || {
+			say "services: apt-get install mariadb-server failed"
+			return 1
+		}
+	fi
+	if ! wait_mysql_quick; then
+		say "services: starting mariadbd"
+		mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null
+		start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd >/dev/null 2>&1 ||
+			(/usr/sbin/mariadbd --user=mysql >/dev/null 2>&1 &)
+		wait_mysql || { say "services: mariadbd did not come up"; return 1; }
+	fi
+	if mysql_ok root ""; then return 0; fi
+	# A fresh Debian install lets root in only over the unix socket; give
+	# the tests a user of their own rather than loosening root.
+	if mariadb -e "CREATE USER IF NOT EXISTS 'elph_test'@'127.0.0.1' IDENTIFIED BY 'elph_test';
+		GRANT ALL PRIVILEGES ON \`elph\_test\_%\`.* TO 'elph_test'@'127.0.0.1';" >/dev/null 2>&1 &&
+		mysql_ok elph_test elph_test; then
+		echo "export ELPH_TEST_MYSQL_DSN='elph_test:elph_test@tcp(127.0.0.1:3306)/'"
+		return 0
+	fi
+	say "services: MariaDB runs but neither root nor elph_test can log in over TCP"
+	return 1
+}
+
+wait_mysql_quick() {
+	mariadb --connect-timeout=1 -e 'SELECT 1' >/dev/null 2>&1 || mysql_ok root ""
+}
+
+if [ -n "${ELPH_TEST_MYSQL_DSN:-}" ]; then
+	say "services: using ELPH_TEST_MYSQL_DSN from the environment"
+elif ! ensure_mariadb; then
+	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
+		say "services: MariaDB is required (ELPH_REQUIRE_SERVICES=1) but unavailable"
+		exit 1
+	fi
+	say "services: MariaDB unavailable; MySQL store tests will be skipped"
+fi
+exit 0
