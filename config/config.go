@@ -20,6 +20,7 @@ type Config struct {
 	HTTP     HTTP     `koanf:"http"`
 	Database Database `koanf:"database"`
 	Bus      Bus      `koanf:"bus"`
+	SSO      SSO      `koanf:"sso"`
 	Modules  Modules  `koanf:"modules"`
 }
 
@@ -96,6 +97,65 @@ type Bus struct {
 	QueueSize      int           `koanf:"queue_size"`
 	Workers        int           `koanf:"workers"`
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
+}
+
+// SSO configures accounts, logins, tokens and the directory.
+type SSO struct {
+	// HealthListen is the seed's separate health port for the SSO service.
+	HealthListen string `koanf:"health_listen"`
+	// Issuer is the "iss" of access tokens.
+	Issuer string `koanf:"issuer"`
+	// AccessTokenTTL is how long a signed access token is valid; revocation
+	// reaches open WebSockets at once, other requests within this time.
+	AccessTokenTTL time.Duration `koanf:"access_token_ttl"`
+	// RefreshTokenTTL is how long a session may stay unused.
+	RefreshTokenTTL time.Duration `koanf:"refresh_token_ttl"`
+	// SessionMaxAge ends a session however active it is.
+	SessionMaxAge time.Duration `koanf:"session_max_age"`
+	// KeyRotation is how often a new signing key is made.
+	KeyRotation time.Duration `koanf:"key_rotation"`
+	// InitialAdmin is created on first start when there is no admin yet.
+	InitialAdmin     string  `koanf:"initial_admin"`
+	InitialAdminPass string  `koanf:"initial_admin_password" secret:"true"`
+	Lockout          Lockout `koanf:"lockout"`
+	LDAP             LDAP    `koanf:"ldap"`
+}
+
+// Lockout limits failed logins before any directory bind happens, so Elph
+// never locks an Active Directory account by relaying guesses.
+type Lockout struct {
+	AccountMaxFailures int           `koanf:"account_max_failures"`
+	AccountWindow      time.Duration `koanf:"account_window"`
+	IPMaxFailures      int           `koanf:"ip_max_failures"`
+	IPWindow           time.Duration `koanf:"ip_window"`
+}
+
+// LDAP connects SSO to Active Directory or another LDAP directory.
+type LDAP struct {
+	Enabled bool `koanf:"enabled"`
+	// URL is ldaps://host:636 or ldap://host:389 (then use start_tls).
+	URL                string `koanf:"url"`
+	StartTLS           bool   `koanf:"start_tls"`
+	CAFile             string `koanf:"ca_file"`
+	InsecureSkipVerify bool   `koanf:"insecure_skip_verify"`
+	BindDN             string `koanf:"bind_dn"`
+	BindPassword       string `koanf:"bind_password" secret:"true"`
+	BaseDN             string `koanf:"base_dn"`
+	// ActiveDirectory turns on AD defaults: sAMAccountName and
+	// userPrincipalName logins, disabled and expired accounts excluded,
+	// nested groups through LDAP_MATCHING_RULE_IN_CHAIN, bind sub-codes.
+	ActiveDirectory bool `koanf:"active_directory"`
+	// UserFilter selects people; "" picks the AD or generic default.
+	UserFilter string `koanf:"user_filter"`
+	// LoginAttributes are matched against what the user types.
+	LoginAttributes []string `koanf:"login_attributes"`
+	GroupBaseDN     string   `koanf:"group_base_dn"`
+	GroupFilter     string   `koanf:"group_filter"`
+	// AdminGroupDN: members (nested too) get the admin role.
+	AdminGroupDN string        `koanf:"admin_group_dn"`
+	PageSize     int           `koanf:"page_size"`
+	Timeout      time.Duration `koanf:"timeout"`
+	SyncInterval time.Duration `koanf:"sync_interval"`
 }
 
 // Module is the per-module section: whether it may run, the prefix it has

@@ -226,8 +226,53 @@ func TestListenerRules(t *testing.T) {
 	}
 }
 
+func TestSSORules(t *testing.T) {
+	ldap := func(kv ...string) map[string]string {
+		m := map[string]string{"sso.ldap.enabled": "true", "sso.ldap.url": "ldaps://dc1.corp.example:636", "sso.ldap.base_dn": "DC=corp,DC=example"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name  string
+		flags map[string]string
+		key   string
+	}{
+		{"ldaps ok", ldap(), ""},
+		{"ldap disabled needs nothing", map[string]string{"sso.ldap.url": "nonsense"}, ""},
+		{"plain ldap to another host refused", ldap("sso.ldap.url", "ldap://dc1:389"), "sso.ldap.url"},
+		{"plain ldap with start_tls ok", ldap("sso.ldap.url", "ldap://dc1:389", "sso.ldap.start_tls", "true"), ""},
+		{"plain ldap on loopback ok", ldap("sso.ldap.url", "ldap://127.0.0.1:3890"), ""},
+		{"starttls on ldaps refused", ldap("sso.ldap.start_tls", "true"), "sso.ldap.start_tls"},
+		{"not an ldap url", ldap("sso.ldap.url", "http://dc1"), "sso.ldap.url"},
+		{"base dn required", ldap("sso.ldap.base_dn", ""), "sso.ldap.base_dn"},
+		{"bind dn without password", ldap("sso.ldap.bind_dn", "CN=svc"), "sso.ldap.bind_dn"},
+		{"bad filter", ldap("sso.ldap.user_filter", "objectClass=user"), "sso.ldap.user_filter"},
+		{"bad attribute", ldap("sso.ldap.login_attributes", "sAMAccountName,bad attr"), "sso.ldap.login_attributes"},
+		{"short admin password", map[string]string{"sso.initial_admin_password": "short"}, "sso.initial_admin_password"},
+		{"session shorter than refresh", map[string]string{"sso.session_max_age": "2h"}, "sso.session_max_age"},
+		{"access ttl too long", map[string]string{"sso.access_token_ttl": "2h"}, "sso.access_token_ttl"},
+		{"health port clash", map[string]string{"sso.health_listen": "127.0.0.1:8282"}, "sso.health.listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(Source{Flags: tt.flags})
+			if tt.key == "" {
+				if err != nil {
+					t.Fatalf("unexpected problems: %v", err)
+				}
+				return
+			}
+			if ps := problemsOf(t, err); !hasProblem(ps, tt.key, "") {
+				t.Errorf("want a problem at %s, got %v", tt.key, ps)
+			}
+		})
+	}
+}
+
 func TestYAMLMasksSecrets(t *testing.T) {
-	l, err := Load(Source{Flags: map[string]string{"database.driver": "mysql", "database.dsn": "elph:hunter2@tcp(db:3306)/elph"}})
+	l, err := Load(Source{Flags: map[string]string{"database.driver": "mysql", "database.dsn": "elph:hunter2@tcp(db:3306)/elph", "sso.ldap.bind_password": "ldap-s3cret"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +281,7 @@ func TestYAMLMasksSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(out)
-	if strings.Contains(s, "hunter2") {
+	if strings.Contains(s, "hunter2") || strings.Contains(s, "ldap-s3cret") {
 		t.Fatalf("secret printed:\n%s", s)
 	}
 	for _, want := range []string{"dsn: masked:mysql", "shutdown_timeout: 15s", "max_body_bytes: 1MiB", "listen: 127.0.0.1:3011"} {
@@ -245,7 +290,7 @@ func TestYAMLMasksSecrets(t *testing.T) {
 		}
 	}
 	// What is printed loads back to the same configuration.
-	back, err := Load(Source{File: writeFile(t, strings.Replace(s, "masked:mysql", "elph:hunter2@tcp(db:3306)/elph", 1))})
+	back, err := Load(Source{File: writeFile(t, strings.NewReplacer("masked:mysql", "elph:hunter2@tcp(db:3306)/elph", Masked, "ldap-s3cret").Replace(s))})
 	if err != nil {
 		t.Fatalf("printed config does not load: %v", err)
 	}

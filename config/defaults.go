@@ -33,6 +33,26 @@ func Default() Config {
 			MigrateOnStart:  true,
 		},
 		Bus: Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
+		SSO: SSO{
+			HealthListen:    "127.0.0.1:9100",
+			Issuer:          "elph",
+			AccessTokenTTL:  5 * time.Minute,
+			RefreshTokenTTL: 30 * 24 * time.Hour,
+			SessionMaxAge:   180 * 24 * time.Hour,
+			KeyRotation:     24 * time.Hour,
+			InitialAdmin:    "admin",
+			Lockout: Lockout{
+				AccountMaxFailures: 5, AccountWindow: 15 * time.Minute,
+				IPMaxFailures: 50, IPWindow: 15 * time.Minute,
+			},
+			LDAP: LDAP{
+				ActiveDirectory: true,
+				LoginAttributes: []string{"sAMAccountName", "userPrincipalName"},
+				PageSize:        500,
+				Timeout:         10 * time.Second,
+				SyncInterval:    time.Hour,
+			},
+		},
 		// The seed's port table (shared/DESIGN.md, "Ports and prefixes").
 		Modules: Modules{
 			SSO:         mod("/sso/", "8282"),

@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,6 +138,91 @@ func (c *Config) Validate() Problems {
 		add("bus.workers", "%d is outside 1..256", c.Bus.Workers)
 	}
 	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
+	ps = append(ps, c.SSO.validate(checkListener)...)
+	return ps
+}
+
+// attrName is an LDAP attribute description (RFC 4512 keystring or OID).
+var attrName = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$`)
+
+func (s *SSO) validate(checkListener func(string, Listener, bool)) Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: "sso." + key, Message: fmt.Sprintf(format, args...)})
+	}
+	checkListener("sso.health", Listener{Listen: s.HealthListen}, false)
+	if strings.TrimSpace(s.Issuer) == "" {
+		add("issuer", "must not be empty")
+	}
+	checkDuration(add, "access_token_ttl", s.AccessTokenTTL, 30*time.Second, time.Hour)
+	checkDuration(add, "refresh_token_ttl", s.RefreshTokenTTL, time.Hour, 365*24*time.Hour)
+	checkDuration(add, "session_max_age", s.SessionMaxAge, time.Hour, 3*365*24*time.Hour)
+	if s.SessionMaxAge < s.RefreshTokenTTL {
+		add("session_max_age", "%s is shorter than refresh_token_ttl %s", s.SessionMaxAge, s.RefreshTokenTTL)
+	}
+	checkDuration(add, "key_rotation", s.KeyRotation, time.Hour, 90*24*time.Hour)
+	if strings.TrimSpace(s.InitialAdmin) == "" {
+		add("initial_admin", "must not be empty")
+	}
+	if n := len(s.InitialAdminPass); n > 0 && n < 12 {
+		add("initial_admin_password", "must be at least 12 characters")
+	}
+	l := s.Lockout
+	if l.AccountMaxFailures < 1 || l.AccountMaxFailures > 1000 {
+		add("lockout.account_max_failures", "%d is outside 1..1000", l.AccountMaxFailures)
+	}
+	if l.IPMaxFailures < 1 || l.IPMaxFailures > 100000 {
+		add("lockout.ip_max_failures", "%d is outside 1..100000", l.IPMaxFailures)
+	}
+	checkDuration(add, "lockout.account_window", l.AccountWindow, time.Minute, 24*time.Hour)
+	checkDuration(add, "lockout.ip_window", l.IPWindow, time.Minute, 24*time.Hour)
+
+	d := s.LDAP
+	if !d.Enabled {
+		return ps
+	}
+	u, err := url.Parse(d.URL)
+	switch {
+	case d.URL == "":
+		add("ldap.url", "is required when ldap.enabled is true, e.g. ldaps://dc1.corp.example:636")
+	case err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Hostname() == "":
+		add("ldap.url", "%q is not an ldap:// or ldaps:// URL with a host", d.URL)
+	case u.Scheme == "ldap" && !d.StartTLS && !IsLoopback(u.Hostname()):
+		add("ldap.url", "passwords would cross the network in clear: use ldaps:// or start_tls: true")
+	case u.Scheme == "ldaps" && d.StartTLS:
+		add("ldap.start_tls", "StartTLS cannot be used on an ldaps:// connection")
+	}
+	if strings.TrimSpace(d.BaseDN) == "" {
+		add("ldap.base_dn", "is required, e.g. DC=corp,DC=example")
+	}
+	if (d.BindDN == "") != (d.BindPassword == "") {
+		add("ldap.bind_dn", "bind_dn and bind_password must be given together (a service account that can search)")
+	}
+	if d.CAFile != "" {
+		if _, err := os.Stat(d.CAFile); err != nil {
+			add("ldap.ca_file", "cannot read %s: %v", d.CAFile, err)
+		}
+	}
+	if len(d.LoginAttributes) == 0 {
+		add("ldap.login_attributes", "must name at least one attribute")
+	}
+	for _, a := range d.LoginAttributes {
+		if !attrName.MatchString(a) {
+			add("ldap.login_attributes", "%q is not an attribute name", a)
+		}
+	}
+	for key, f := range map[string]string{"ldap.user_filter": d.UserFilter, "ldap.group_filter": d.GroupFilter} {
+		if f != "" && (!strings.HasPrefix(f, "(") || !strings.HasSuffix(f, ")") || strings.Count(f, "(") != strings.Count(f, ")")) {
+			add(key, "%q is not a parenthesised LDAP filter", f)
+		}
+	}
+	if d.PageSize < 1 || d.PageSize > 10000 {
+		add("ldap.page_size", "%d is outside 1..10000", d.PageSize)
+	}
+	checkDuration(add, "ldap.timeout", d.Timeout, time.Second, 2*time.Minute)
+	if d.SyncInterval != 0 {
+		checkDuration(add, "ldap.sync_interval", d.SyncInterval, 5*time.Minute, 7*24*time.Hour)
+	}
 	return ps
 }
 
