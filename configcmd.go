@@ -30,7 +30,7 @@ func configCmd() *cobra.Command {
 			for _, w := range l.Warnings {
 				fmt.Fprintln(cmd.OutOrStdout(), "warning:", w)
 			}
-			if _, err := module.Select(specs(&l.Config), l.Config.Node.Role, l.Config.Node.Modules, disabled(&l.Config)); err != nil {
+			if _, err := module.Select(newWiring(&l.Config, nil).specs(), l.Config.Node.Role, l.Config.Node.Modules, disabled(&l.Config)); err != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "configuration has 1 problem(s):\n  node.modules: %v\n", err)
 				return exitError{code: 1}
 			}

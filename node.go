@@ -74,7 +74,7 @@ func newNode(ctx context.Context, loaded *config.Loaded, src config.Source, out 
 		}
 	}()
 
-	selected, err := module.Select(specs(&cfg), cfg.Node.Role, cfg.Node.Modules, disabled(&cfg))
+	selected, err := module.Select(newWiring(&cfg, out).specs(), cfg.Node.Role, cfg.Node.Modules, disabled(&cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,31 @@ wait_mysql_quick() {
 	mariadb --connect-timeout=1 -e 'SELECT 1' >/dev/null 2>&1 || mysql_ok root ""
 }
 
+# ensure_slapd installs OpenLDAP's server; the tests start their own slapd
+# on a free port, so the package's own instance is not needed (the Debian
+# package is preseeded not to configure one).
+ensure_slapd() {
+	[ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ] && return 0
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		say "services: slapd is not installed and this user cannot install it (apt-get install slapd ldap-utils)"
+		return 1
+	fi
+	say "services: installing slapd"
+	echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils) >/dev/null 2>&1 || {
+		say "services: apt-get install slapd failed"
+		return 1
+	}
+}
+
+if ! ensure_slapd; then
+	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
+		say "services: slapd is required (ELPH_REQUIRE_SERVICES=1) but unavailable"
+		exit 1
+	fi
+	say "services: slapd unavailable; LDAP tests will be skipped"
+fi
+
 if [ -n "${ELPH_TEST_MYSQL_DSN:-}" ]; then
 	say "services: using ELPH_TEST_MYSQL_DSN from the environment"
 elif ! ensure_mariadb; then

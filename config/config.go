@@ -147,7 +147,8 @@ type LDAP struct {
 	ActiveDirectory bool `koanf:"active_directory"`
 	// UserFilter selects people; "" picks the AD or generic default.
 	UserFilter string `koanf:"user_filter"`
-	// LoginAttributes are matched against what the user types.
+	// LoginAttributes are matched against what the user types; empty
+	// means sAMAccountName and userPrincipalName (AD) or uid.
 	LoginAttributes []string `koanf:"login_attributes"`
 	GroupBaseDN     string   `koanf:"group_base_dn"`
 	GroupFilter     string   `koanf:"group_filter"`

@@ -47,7 +47,6 @@ func Default() Config {
 			},
 			LDAP: LDAP{
 				ActiveDirectory: true,
-				LoginAttributes: []string{"sAMAccountName", "userPrincipalName"},
 				PageSize:        500,
 				Timeout:         10 * time.Second,
 				SyncInterval:    time.Hour,

@@ -203,9 +203,6 @@ func (s *SSO) validate(checkListener func(string, Listener, bool)) Problems {
 			add("ldap.ca_file", "cannot read %s: %v", d.CAFile, err)
 		}
 	}
-	if len(d.LoginAttributes) == 0 {
-		add("ldap.login_attributes", "must name at least one attribute")
-	}
 	for _, a := range d.LoginAttributes {
 		if !attrName.MatchString(a) {
 			add("ldap.login_attributes", "%q is not an attribute name", a)
