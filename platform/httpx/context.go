@@ -15,6 +15,8 @@ const (
 	keyLogger
 	keyBody
 	keyDrain
+	keyConn
+	keyUnmatched
 )
 
 // RequestID is the id of the request being served ("" outside a request).
@@ -44,4 +46,13 @@ func Logger(ctx context.Context) *slog.Logger {
 func originalBody(ctx context.Context) io.ReadCloser {
 	b, _ := ctx.Value(keyBody).(io.ReadCloser)
 	return b
+}
+
+// markUnmatched records that no route matched the request, so the metrics
+// label it "unmatched" even inside a mounted router, whose mount pattern
+// ("/chat/*") chi still reports.
+func markUnmatched(ctx context.Context) {
+	if p, ok := ctx.Value(keyUnmatched).(*bool); ok {
+		*p = true
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 )
 
 // Stable error codes. Clients branch on these, so they never change meaning.
@@ -89,6 +90,11 @@ func DecodeJSON(r *http.Request, v any) error {
 		return decodeError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		// Trailing data past the limit is still a body that is too large.
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return decodeError(err)
+		}
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "body must hold a single JSON value")
 	}
 	return nil
@@ -108,10 +114,41 @@ func decodeError(err error) error {
 	case errors.As(err, &syntaxErr):
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at byte %d", syntaxErr.Offset)
 	case errors.As(err, &typeErr):
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "field %q must be %s", typeErr.Field, typeErr.Type)
+		// Name the JSON type, not the Go one: the Go type's name is an
+		// internal detail ("chat.sendRequest") clients must not see.
+		if typeErr.Field == "" {
+			return Errorf(http.StatusBadRequest, CodeBadRequest, "body must be %s", jsonKind(typeErr.Type))
+		}
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "field %q must be %s", typeErr.Field, jsonKind(typeErr.Type))
 	default:
 		// json reports unknown fields as a plain error: "json: unknown field \"x\"".
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "%s", trimJSONPrefix(err.Error()))
+	}
+}
+
+// jsonKind names the JSON type a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	default:
+		return "another type"
 	}
 }
 

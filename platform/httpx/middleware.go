@@ -122,6 +122,8 @@ func observe(listener string, m *Metrics) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			unmatched := new(bool)
+			r = r.WithContext(context.WithValue(r.Context(), keyUnmatched, unmatched))
 			m.inFlight.WithLabelValues(listener).Inc()
 			defer func() {
 				m.inFlight.WithLabelValues(listener).Dec()
@@ -134,7 +136,7 @@ func observe(listener string, m *Metrics) func(http.Handler) http.Handler {
 					}
 				}
 				route := "unmatched"
-				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" && !*unmatched {
 					route = rc.RoutePattern()
 				}
 				d := time.Since(start)
@@ -159,7 +161,8 @@ func observe(listener string, m *Metrics) func(http.Handler) http.Handler {
 
 // recoverer turns a handler panic into a logged 500 with the standard error
 // body instead of a dropped connection. http.ErrAbortHandler is re-raised:
-// it is how a handler deliberately aborts a response.
+// it is how a handler deliberately aborts a response. A panic after the
+// response has started aborts it too, since no 500 can be sent any more.
 func recoverer(listener string, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -173,9 +176,14 @@ func recoverer(listener string, m *Metrics) func(http.Handler) http.Handler {
 				}
 				m.panics.WithLabelValues(listener).Inc()
 				Logger(r.Context()).ErrorContext(r.Context(), "handler panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				if r.Header.Get("Connection") != "Upgrade" {
-					WriteError(w, r, Errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
+				if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+					// The response is already under way (or a WebSocket has
+					// taken the connection after its 101): a 500 can no longer
+					// be sent, and an error body glued to a partial one would
+					// read as success. Cut the connection instead.
+					panic(http.ErrAbortHandler)
 				}
+				WriteError(w, r, Errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
 			}()
 			next.ServeHTTP(w, r)
 		})

@@ -26,6 +26,11 @@ func NewRouter(o RouterOptions) chi.Router {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Metrics == nil {
+		// Unregistered metrics, so a router without them still serves
+		// instead of panicking on every request.
+		o.Metrics, _ = NewMetrics(nil)
+	}
 	r := chi.NewRouter()
 	r.Use(requestContext(o.Logger, o.Listener, o.TrustedProxies), observe(o.Listener, o.Metrics), recoverer(o.Listener, o.Metrics), limitBody(o.MaxBodyBytes))
 	r.NotFound(NotFound)
@@ -35,10 +40,12 @@ func NewRouter(o RouterOptions) chi.Router {
 
 // NotFound answers an unknown route with the standard error body.
 func NotFound(w http.ResponseWriter, r *http.Request) {
+	markUnmatched(r.Context())
 	WriteError(w, r, Errorf(http.StatusNotFound, CodeNotFound, "no such route"))
 }
 
 // MethodNotAllowed answers a known route called with the wrong method.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	markUnmatched(r.Context())
 	WriteError(w, r, Errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed here", r.Method))
 }

@@ -34,15 +34,71 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	drain    *drain
-	serveErr chan error
+	served   chan struct{} // closed when Serve has returned
+	serveErr error         // what Serve returned, read after served is closed
 }
 
 // drain is what a long-lived handler needs to know about its listener.
 type drain struct {
 	ch   chan struct{}
 	once sync.Once
-	wg   sync.WaitGroup
 	gone func(delta float64)
+
+	mu      sync.Mutex
+	active  map[*longLived]struct{}
+	changed chan struct{} // closed (and replaced) whenever a handler finishes
+}
+
+// longLived is one tracked handler and the connection it serves, which
+// Shutdown closes itself once the deadline passes: http.Server.Close does
+// not know about hijacked connections such as WebSockets.
+type longLived struct{ conn net.Conn }
+
+func (d *drain) track(conn net.Conn) (done func()) {
+	e := &longLived{conn: conn}
+	d.mu.Lock()
+	d.active[e] = struct{}{}
+	d.mu.Unlock()
+	d.gone(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			delete(d.active, e)
+			close(d.changed)
+			d.changed = make(chan struct{})
+			d.mu.Unlock()
+			d.gone(-1)
+		})
+	}
+}
+
+// wait returns nil once no tracked handler is left, or ctx's error.
+func (d *drain) wait(ctx context.Context) error {
+	for {
+		d.mu.Lock()
+		n, changed := len(d.active), d.changed
+		d.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// closeConns closes the connections of the handlers still running.
+func (d *drain) closeConns() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for e := range d.active {
+		if e.conn != nil {
+			_ = e.conn.Close()
+		}
+	}
 }
 
 // NewServer prepares a listener; Start binds it.
@@ -50,12 +106,12 @@ func NewServer(o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &drain{ch: make(chan struct{}), gone: func(float64) {}}
+	d := &drain{ch: make(chan struct{}), gone: func(float64) {}, active: make(map[*longLived]struct{}), changed: make(chan struct{})}
 	if o.Metrics != nil {
 		g := o.Metrics.longLive.WithLabelValues(o.Name)
 		d.gone = g.Add
 	}
-	s := &Server{o: o, drain: d, serveErr: make(chan error, 1)}
+	s := &Server{o: o, drain: d, served: make(chan struct{})}
 	s.srv = &http.Server{
 		Handler:           o.Handler,
 		TLSConfig:         o.TLS,
@@ -65,6 +121,9 @@ func NewServer(o ServerOptions) *Server {
 		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context {
 			return context.WithValue(context.Background(), keyDrain, d)
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, keyConn, c)
 		},
 	}
 	return s
@@ -86,7 +145,8 @@ func (s *Server) Start() error {
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.serveErr <- err
+		s.serveErr = err
+		close(s.served)
 	}()
 	scheme := "http"
 	if s.o.TLS != nil {
@@ -109,22 +169,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.drain.once.Do(func() { close(s.drain.ch) })
 	err := s.srv.Shutdown(ctx)
-	waited := make(chan struct{})
-	go func() { s.drain.wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
+	if werr := s.drain.wait(ctx); err == nil {
+		err = werr
 	}
 	if err != nil {
 		// Deadline passed: cut what is left rather than hang the process.
 		_ = s.srv.Close()
+		s.drain.closeConns()
 		return fmt.Errorf("listener %s did not drain in time: %w", s.o.Name, err)
 	}
-	if serr := <-s.serveErr; serr != nil {
-		return fmt.Errorf("listener %s: %w", s.o.Name, serr)
+	<-s.served
+	if s.serveErr != nil {
+		return fmt.Errorf("listener %s: %w", s.o.Name, s.serveErr)
 	}
 	return nil
 }
@@ -139,13 +195,6 @@ func TrackLongLived(r *http.Request) (draining <-chan struct{}, done func()) {
 	if !ok {
 		return nil, func() {}
 	}
-	d.wg.Add(1)
-	d.gone(1)
-	var once sync.Once
-	return d.ch, func() {
-		once.Do(func() {
-			d.gone(-1)
-			d.wg.Done()
-		})
-	}
+	conn, _ := r.Context().Value(keyConn).(net.Conn)
+	return d.ch, d.track(conn)
 }

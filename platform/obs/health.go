@@ -3,6 +3,7 @@ package obs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"sync"
@@ -65,29 +66,46 @@ func (h *Health) Result(ctx context.Context) (ok bool, checks map[string]string)
 	}
 	h.mu.RUnlock()
 
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
-			defer cancel()
-			errs[i] = fns[i](cctx)
-		}()
+	// Checks share one deadline, and the results are collected only until
+	// it passes: a check that ignores its context (a driver stuck in a
+	// call) is reported as failed instead of hanging the probe.
+	cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
+	type result struct {
+		i   int
+		err error
 	}
-	wg.Wait()
-	ok = h.ready.Load()
+	results := make(chan result, len(fns)) // buffered: late checks never block
+	for i, fn := range fns {
+		go func() { results <- result{i, fn(cctx)} }()
+	}
+	errs := make([]error, len(names))
+	answered := make([]bool, len(names))
+collect:
+	for range fns {
+		select {
+		case r := <-results:
+			errs[r.i], answered[r.i] = r.err, true
+		case <-cctx.Done():
+			break collect
+		}
+	}
+	ready := h.ready.Load()
+	ok = ready
 	checks = make(map[string]string, len(names))
 	for i, n := range names {
-		if errs[i] != nil {
+		switch {
+		case !answered[i]:
+			ok = false
+			checks[n] = fmt.Sprintf("no answer within %s", CheckTimeout)
+		case errs[i] != nil:
 			ok = false
 			checks[n] = errs[i].Error()
-		} else {
+		default:
 			checks[n] = "ok"
 		}
 	}
-	if !h.ready.Load() {
+	if !ready {
 		checks["lifecycle"] = "starting or stopping"
 	}
 	return ok, checks

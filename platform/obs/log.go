@@ -13,9 +13,15 @@ import (
 var secretKeys = []string{"password", "passwd", "secret", "token", "authorization", "cookie", "dsn", "private_key"}
 
 // NewLogger returns a slog logger writing text or JSON to w at the level
-// held by level (so SIGHUP can change it while the process runs).
+// held by level (so SIGHUP can change it while the process runs); a nil
+// level means info.
 func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
+	opts := &slog.HandlerOptions{ReplaceAttr: redact}
+	if level != nil {
+		// Only when set: a nil *LevelVar in the Leveler interface is not a
+		// nil interface, and slog would call Level on it and panic.
+		opts.Level = level
+	}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
