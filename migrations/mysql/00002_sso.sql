@@ -28,6 +28,7 @@ CREATE TABLE users (
     password_hash   varchar(255)  COLLATE utf8mb4_bin NULL,
     disabled        tinyint(1)    NOT NULL DEFAULT 0,
     disabled_reason varchar(255)  NOT NULL DEFAULT '',
+    disabled_locally tinyint(1)    NOT NULL DEFAULT 0,
     search_text     text          NOT NULL,
     created_at      datetime(6)   NOT NULL,
     updated_at      datetime(6)   NOT NULL,

@@ -29,6 +29,7 @@ CREATE TABLE users (
     password_hash   varchar(255)  NULL,
     disabled        integer       NOT NULL DEFAULT 0,
     disabled_reason varchar(255)  NOT NULL DEFAULT '',
+    disabled_locally integer       NOT NULL DEFAULT 0,
     search_text     text          NOT NULL,
     created_at      timestamp     NOT NULL,
     updated_at      timestamp     NOT NULL,

@@ -54,14 +54,17 @@ type User struct {
 	Source      Source `db:"source" json:"source"`
 	// ExternalID is the directory's stable id: AD objectGUID in its
 	// canonical text form, or OpenLDAP entryUUID. Empty for local accounts.
-	ExternalID     string     `db:"external_id" json:"-"`
-	DN             string     `db:"dn" json:"-"`
-	Disabled       bool       `db:"disabled" json:"disabled"`
-	DisabledReason string     `db:"disabled_reason" json:"disabled_reason,omitempty"`
-	CreatedAt      time.Time  `db:"created_at" json:"created_at"`
-	UpdatedAt      time.Time  `db:"updated_at" json:"updated_at"`
-	SyncedAt       *time.Time `db:"synced_at" json:"synced_at,omitempty"`
-	Phones         []Phone    `db:"-" json:"phones"`
+	ExternalID     string `db:"external_id" json:"-"`
+	DN             string `db:"dn" json:"-"`
+	Disabled       bool   `db:"disabled" json:"disabled"`
+	DisabledReason string `db:"disabled_reason" json:"disabled_reason,omitempty"`
+	// DisabledLocally: an admin disabled the account in Elph. A directory
+	// sync keeps it disabled whatever the directory says.
+	DisabledLocally bool       `db:"disabled_locally" json:"-"`
+	CreatedAt       time.Time  `db:"created_at" json:"created_at"`
+	UpdatedAt       time.Time  `db:"updated_at" json:"updated_at"`
+	SyncedAt        *time.Time `db:"synced_at" json:"synced_at,omitempty"`
+	Phones          []Phone    `db:"-" json:"phones"`
 }
 
 // Group is a directory group; membership is resolved (nested groups

@@ -97,6 +97,10 @@ func (s *Store) UpsertDirectoryUser(ctx context.Context, du DirectoryUser, role 
 		}
 
 		u := want
+		if exists && old.DisabledLocally {
+			// An admin's decision in Elph outlasts the directory's.
+			u.Disabled, u.DisabledReason, u.DisabledLocally = true, old.DisabledReason, true
+		}
 		u.Phones, err = withoutForeignPhones(ctx, tx, phones, old.ID)
 		if err != nil {
 			return err
@@ -156,7 +160,7 @@ func (s *Store) UpsertDirectoryUser(ctx context.Context, du DirectoryUser, role 
 func sameDirectoryFields(old, u User) bool {
 	return old.Login == u.Login && old.DisplayName == u.DisplayName && old.Email == u.Email &&
 		old.Department == u.Department && old.Title == u.Title && old.Role == u.Role &&
-		old.Source == u.Source && old.DN == u.DN && old.Disabled == u.Disabled &&
+		old.Source == u.Source && old.DN == u.DN && old.Disabled == u.Disabled && old.DisabledLocally == u.DisabledLocally &&
 		old.DisabledReason == u.DisabledReason
 }
 

@@ -514,6 +514,44 @@ func TestStoreDisableMissingDirectoryUsers(t *testing.T) {
 	})
 }
 
+// An admin's "disabled" in Elph outlasts the directory's "enabled"; an
+// admin's "enabled" gives the directory back its say.
+func TestStoreDirectoryUserDisabledLocally(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		s := NewStore(db)
+		du := DirectoryUser{ExternalID: "g-local", Login: "kept", DisplayName: "Kept"}
+		_, id, err := s.UpsertDirectoryUser(ctx, du, "", testTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetDisabled(ctx, id, true, "left the company"); err != nil {
+			t.Fatal(err)
+		}
+		du.DisplayName = "Kept Renamed"
+		if res, _, err := s.UpsertDirectoryUser(ctx, du, "", testTime.Add(time.Hour)); err != nil || res != UpsertUpdated {
+			t.Fatalf("sync = %v, %v", res, err)
+		}
+		u, err := s.UserByID(ctx, id)
+		if err != nil || !u.Disabled || !u.DisabledLocally || u.DisabledReason != "left the company" || u.DisplayName != "Kept Renamed" {
+			t.Fatalf("after sync: %+v, %v; want still disabled by the admin, name updated", u, err)
+		}
+		if res, _, err := s.UpsertDirectoryUser(ctx, du, "", testTime.Add(2*time.Hour)); err != nil || res != UpsertUnchanged {
+			t.Errorf("second sync = %v, %v; want unchanged", res, err)
+		}
+		if err := s.SetDisabled(ctx, id, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		du.Disabled, du.DisabledReason = true, "disabled"
+		if _, _, err := s.UpsertDirectoryUser(ctx, du, "", testTime.Add(3*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := s.UserByID(ctx, id); !u.Disabled || u.DisabledLocally || u.DisabledReason != "disabled" {
+			t.Errorf("after enable and a directory disable: %+v", u)
+		}
+	})
+}
+
 func TestStoreGroups(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
 		ctx := t.Context()

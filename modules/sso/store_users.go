@@ -19,7 +19,7 @@ import (
 // accounts and comes back as "".
 const userColumns = `u.id, u.login, u.display_name, u.email, u.department, u.title,
 	u.avatar_ref, u.role, u.source, COALESCE(u.external_id, '') AS external_id, u.dn,
-	u.disabled, u.disabled_reason, u.created_at, u.updated_at, u.synced_at`
+	u.disabled, u.disabled_reason, u.disabled_locally, u.created_at, u.updated_at, u.synced_at`
 
 // userRow is a User with its password hash, NULL for directory accounts.
 type userRow struct {
@@ -422,11 +422,14 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) erro
 // SetDisabled disables a user, keeping reason, or enables it again (and
 // forgets the reason). It does not end the user's sessions; see
 // RevokeUserSessions. ErrNotFound when there is no such user.
+//
+// An account disabled here stays disabled through directory syncs until it
+// is enabled here again.
 func (s *Store) SetDisabled(ctx context.Context, userID int64, disabled bool, reason string) error {
 	if !disabled {
 		reason = ""
 	}
-	if err := s.updateUser(ctx, userID, "disabled = ?, disabled_reason = ?", disabled, clip(reason, maxTextChars)); err != nil {
+	if err := s.updateUser(ctx, userID, "disabled = ?, disabled_reason = ?, disabled_locally = ?", disabled, clip(reason, maxTextChars), disabled); err != nil {
 		return fmt.Errorf("sso: set disabled of user %d: %w", userID, err)
 	}
 	return nil
