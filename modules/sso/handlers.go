@@ -97,6 +97,7 @@ func (m *Module) Routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(auth.Middleware(m.verifier))
 		r.Get("/v1/me", m.handleMe)
+		r.Get("/v1/introspect", m.handleIntrospect)
 		r.Post("/v1/logout", m.handleLogout)
 		r.Get("/v1/sessions", m.handleSessions)
 		r.Delete("/v1/sessions/{id}", m.handleRevokeSession)
@@ -204,6 +205,20 @@ func (m *Module) handleMe(w http.ResponseWriter, r *http.Request) {
 		Groups    []string `json:"groups"`
 		SessionID string   `json:"session_id"`
 	}{u, names, p.SessionID})
+}
+
+// handleIntrospect answers 200 with the token's claims, or 401: checked
+// from the signature alone, with no database read, so a front proxy
+// (nginx auth_request) or a mini-app can ask on every request.
+func (m *Module) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Elph-User-Id", strconv.FormatInt(p.UserID, 10))
+	w.Header().Set("X-Elph-Login", p.Login)
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+		"active": true, "user_id": p.UserID, "login": p.Login, "role": p.Role,
+		"session_id": p.SessionID, "expires_at": p.ExpiresAt,
+	})
 }
 
 func (m *Module) handleLogout(w http.ResponseWriter, r *http.Request) {

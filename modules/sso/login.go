@@ -108,7 +108,11 @@ func (m *Module) authenticate(ctx context.Context, login, password string) (User
 	user, hash, err := m.store.UserByLogin(ctx, login)
 	switch {
 	case err == nil && user.Source == SourceLocal:
-		ok, rehash, verr := VerifyPassword(hash, password)
+		var ok, rehash bool
+		var verr error
+		if herr := m.hashing(ctx, func() { ok, rehash, verr = VerifyPassword(hash, password) }); herr != nil {
+			return user, herr
+		}
 		if verr != nil || !ok {
 			if verr != nil {
 				m.log.Error("stored password hash unusable", "user_id", user.ID, "err", verr)
@@ -129,20 +133,38 @@ func (m *Module) authenticate(ctx context.Context, login, password string) (User
 	case err == nil && user.Source == SourceLDAP:
 		if m.dir == nil {
 			// The directory was switched off: its accounts cannot log in.
-			DummyVerify(password)
+			if herr := m.hashing(ctx, func() { DummyVerify(password) }); herr != nil {
+				return user, herr
+			}
 			return user, ErrBadCredentials
 		}
 		// The user may have typed a phone number; the directory knows the login.
 		return m.directoryLogin(ctx, user.Login, password)
 	case errors.Is(err, ErrNotFound):
 		if m.dir == nil {
-			DummyVerify(password)
+			if herr := m.hashing(ctx, func() { DummyVerify(password) }); herr != nil {
+				return User{}, herr
+			}
 			return User{}, ErrBadCredentials
 		}
 		return m.directoryLogin(ctx, login, password)
 	default:
 		return User{}, fmt.Errorf("look up login: %w", err)
 	}
+}
+
+// hashing runs a password hash check in one of a few slots, so a login
+// storm queues instead of running unboundedly many 19 MiB derivations at
+// once.
+func (m *Module) hashing(ctx context.Context, fn func()) error {
+	select {
+	case m.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a password check slot: %w", ctx.Err())
+	}
+	defer func() { <-m.hashSlots }()
+	fn()
+	return nil
 }
 
 // directoryLogin binds as the user and brings the account up to date from

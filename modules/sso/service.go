@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -63,6 +64,8 @@ type Module struct {
 	wg       sync.WaitGroup
 	sub      bus.Subscription
 	syncLock sync.Mutex // one directory sync at a time per node
+	// hashSlots bounds concurrent password hash checks (CPU and memory).
+	hashSlots chan struct{}
 }
 
 // New provisions the module; it connects to nothing yet.
@@ -83,6 +86,7 @@ func New(o Options) (*Module, error) {
 	m := &Module{
 		cfg: o.Config, log: o.Log, store: NewStore(o.DB), revoked: o.Revocations, bus: o.Bus,
 		metrics: met, out: o.Out, now: o.Now,
+		hashSlots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 	}
 	m.tokens = NewTokens(m.store, TokenOptions{
 		Issuer: o.Config.Issuer, AccessTTL: o.Config.AccessTokenTTL, Rotation: o.Config.KeyRotation,
