@@ -36,6 +36,6 @@ func main() {
 			os.Exit(ee.code)
 		}
 		fmt.Fprintln(os.Stderr, "elph:", err)
-		os.Exit(2)
+		os.Exit(1)
 	}
 }

@@ -73,7 +73,14 @@ type proc struct {
 // start runs elph with args and a clean ELPH_* environment.
 func start(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
+	return startWithInput(t, env, "", args...)
+}
+
+// startWithInput is start with text on standard input.
+func startWithInput(t *testing.T, env map[string]string, stdin string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(elphBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ELPH_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
 			cmd.Env = append(cmd.Env, kv)
@@ -103,7 +110,13 @@ func start(t *testing.T, env map[string]string, args ...string) *proc {
 // run runs elph to completion and returns its output and exit code.
 func run(t *testing.T, env map[string]string, args ...string) (string, int) {
 	t.Helper()
-	p := start(t, env, args...)
+	return runWithInput(t, env, "", args...)
+}
+
+// runWithInput is run with text on standard input.
+func runWithInput(t *testing.T, env map[string]string, stdin string, args ...string) (string, int) {
+	t.Helper()
+	p := startWithInput(t, env, stdin, args...)
 	select {
 	case <-p.done:
 	case <-time.After(60 * time.Second):

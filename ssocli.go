@@ -44,10 +44,12 @@ func openSSO(ctx context.Context, cf *configFlags, cmd *cobra.Command) (*ssoEnv,
 		return nil, err
 	}
 	cfg := l.Config
+	log := obs.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, newLevel(cfg.Log.Level))
 	o, err := storeOptions(&cfg)
 	if err != nil {
 		return nil, err
 	}
+	o.Logger = log
 	db, err := store.Open(ctx, o)
 	if err != nil {
 		return nil, err
@@ -65,9 +67,8 @@ func openSSO(ctx context.Context, cf *configFlags, cmd *cobra.Command) (*ssoEnv,
 		db.Close()
 		return nil, err
 	}
-	level := newLevel(cfg.Log.Level)
 	mod, err := sso.New(sso.Options{
-		Config: cfg.SSO, Log: obs.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, level), DB: db, Bus: b,
+		Config: cfg.SSO, Log: log, DB: db, Bus: b,
 		Metrics: prometheus.NewRegistry(), Out: cmd.OutOrStdout(),
 	})
 	if err != nil {
