@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/elph-server/elph/config"
@@ -165,11 +166,7 @@ func (n *node) buildListeners(mods []module.Module) error {
 			MaxHeaderBytes: int(c.HTTP.MaxHeaderBytes), Logger: n.log, Metrics: metrics,
 		})
 	}
-	router := func(name string) interface {
-		http.Handler
-		Mount(string, http.Handler)
-		Get(string, http.HandlerFunc)
-	} {
+	router := func(name string) chi.Router {
 		return httpx.NewRouter(httpx.RouterOptions{
 			Listener: name, Logger: n.log, Metrics: metrics,
 			MaxBodyBytes: int64(c.HTTP.MaxBodyBytes), TrustedProxies: trusted,

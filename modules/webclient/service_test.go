@@ -19,7 +19,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{"/", "index", "text/html"},
 		{"/app.js", "console.log", "javascript"},
-		{"/chats/42", "index", "text/html"},         // client-side route
+		{"/chats/42", "index", "text/html"}, // client-side route
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()
