@@ -7,6 +7,9 @@
 # apt-get when running as root. When none of that works it prints why; the
 # MySQL half of the store tests then skips, or fails when
 # ELPH_REQUIRE_SERVICES=1.
+#
+# versitygw (S3): installed with go install when neither PATH nor
+# $(go env GOPATH)/bin has it; the blob tests start their own.
 set -u
 
 say() { printf '%s\n' "$*" >&2; }
@@ -78,6 +81,42 @@ ensure_slapd() {
 		return 1
 	}
 }
+
+# ensure_versitygw installs the S3 server the blob tests start on a free
+# port (platform/blob/blobtest). The tests look in PATH and in
+# $(go env GOPATH)/bin, so that is where it goes, whatever GOBIN says. The
+# first build takes a couple of minutes. The main package is cmd/versitygw:
+# the module root has none to install.
+VERSITYGW_PKG=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+ensure_versitygw() {
+	command -v versitygw >/dev/null 2>&1 && return 0
+	if ! command -v go >/dev/null 2>&1; then
+		say "services: versitygw is not installed and there is no go to install it with (go install $VERSITYGW_PKG)"
+		return 1
+	fi
+	local gopath bin log
+	gopath=$(go env GOPATH) || return 1
+	bin="${gopath%%:*}/bin" # the first entry of a GOPATH list
+	[ -x "$bin/versitygw" ] && return 0
+	say "services: installing versitygw into $bin (go install $VERSITYGW_PKG; a couple of minutes the first time)"
+	log=$(mktemp) || return 1
+	# From / so that no go.mod or go.work around here takes part.
+	if ! (cd / && GOBIN="$bin" go install "$VERSITYGW_PKG") >"$log" 2>&1; then
+		say "services: go install $VERSITYGW_PKG failed:"
+		tail -n 20 "$log" >&2
+		rm -f "$log"
+		return 1
+	fi
+	rm -f "$log"
+}
+
+if ! ensure_versitygw; then
+	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
+		say "services: versitygw is required (ELPH_REQUIRE_SERVICES=1) but unavailable"
+		exit 1
+	fi
+	say "services: versitygw unavailable; S3 blob tests will be skipped"
+fi
 
 if ! ensure_slapd; then
 	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
