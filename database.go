@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/elph-server/elph/config"
+	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/store"
 )
 
@@ -21,4 +24,30 @@ func storeOptions(c *config.Config) (store.Options, error) {
 		o.DSN = filepath.Join(c.Node.DataDir, "elph.db")
 	}
 	return o, nil
+}
+
+// openBlob opens the file store: a directory under the data dir by
+// default, or an S3 bucket.
+func openBlob(ctx context.Context, c *config.Config, log *slog.Logger) (blob.Store, error) {
+	b := c.Blob
+	if b.Kind == "s3" {
+		s, err := blob.NewS3(ctx, blob.S3Options{
+			Endpoint: b.S3.Endpoint, UseTLS: b.S3.UseTLS, CAFile: b.S3.CAFile, Region: b.S3.Region,
+			Bucket: b.S3.Bucket, AccessKey: b.S3.AccessKey, SecretKey: b.S3.SecretKey,
+			PathStyle: b.S3.PathStyle, CreateBucket: b.S3.CreateBucket, Logger: log.With("component", "blob"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("file store: %w", err)
+		}
+		return s, nil
+	}
+	dir := b.Dir
+	if dir == "" {
+		dir = filepath.Join(c.Node.DataDir, "files")
+	}
+	l, err := blob.NewLocal(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file store: %w", err)
+	}
+	return l, nil
 }

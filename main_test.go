@@ -209,8 +209,8 @@ func TestServeAllStartsAnswersAndStops(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &ready); err != nil {
 		t.Fatalf("readyz body %q: %v", body, err)
 	}
-	if ready.Status != "ready" || ready.Checks["database"] != "ok" || ready.Checks["bus"] != "ok" {
-		t.Errorf("readyz = %+v, want ready with database and bus ok", ready)
+	if ready.Status != "ready" || ready.Checks["database"] != "ok" || ready.Checks["bus"] != "ok" || ready.Checks["blob"] != "ok" {
+		t.Errorf("readyz = %+v, want ready with database, bus and blob ok", ready)
 	}
 
 	// The gateway speaks TLS with the certificate it generated; trust exactly that.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/elph-server/elph/config"
 	"github.com/elph-server/elph/migrations"
+	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/bus"
 	"github.com/elph-server/elph/platform/httpx"
 	"github.com/elph-server/elph/platform/module"
@@ -42,6 +43,7 @@ type node struct {
 	notifier *systemd.Notifier
 	db       *store.DB
 	bus      *bus.Memory
+	blob     blob.Store
 	group    *module.Group
 	admin    *httpx.Server   // stopped last, so /readyz reports the drain
 	servers  []*httpx.Server // gateway and module listeners
@@ -98,14 +100,18 @@ func newNode(ctx context.Context, loaded *config.Loaded, src config.Source, out 
 	n.bus = b
 	n.health.AddCheck("bus", b.Ping)
 
-	// A DMZ proxy keeps no state: the database is opened only for modules.
+	// A DMZ proxy keeps no state: storage is opened only for modules.
 	if len(selected) > 0 {
 		if err := n.openStore(ctx); err != nil {
 			return nil, err
 		}
+		if n.blob, err = openBlob(ctx, &cfg, log); err != nil {
+			return nil, err
+		}
+		n.health.AddCheck("blob", n.blob.Ping)
 	}
 
-	deps := module.Deps{Logger: log, DB: n.db, Bus: n.bus, Metrics: n.reg, DataDir: cfg.Node.DataDir}
+	deps := module.Deps{Logger: log, DB: n.db, Bus: n.bus, Blob: n.blob, Metrics: n.reg, DataDir: cfg.Node.DataDir}
 	mods := make([]module.Module, 0, len(selected))
 	for _, s := range selected {
 		d := deps

@@ -20,6 +20,7 @@ type Config struct {
 	HTTP     HTTP     `koanf:"http"`
 	Database Database `koanf:"database"`
 	Bus      Bus      `koanf:"bus"`
+	Blob     Blob     `koanf:"blob"`
 	SSO      SSO      `koanf:"sso"`
 	Modules  Modules  `koanf:"modules"`
 }
@@ -97,6 +98,28 @@ type Bus struct {
 	QueueSize      int           `koanf:"queue_size"`
 	Workers        int           `koanf:"workers"`
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
+}
+
+// Blob selects where files (attachments, avatars) are kept.
+type Blob struct {
+	Kind string `koanf:"kind"` // local or s3
+	// Dir is the local store's directory; "" means <data_dir>/files. It
+	// needs a file system with user extended attributes (ext4, XFS).
+	Dir string `koanf:"dir"`
+	S3  S3     `koanf:"s3"`
+}
+
+// S3 is an S3-compatible object store (MinIO, Ceph RGW, versitygw, AWS).
+type S3 struct {
+	Endpoint     string `koanf:"endpoint"` // host:port, no scheme
+	UseTLS       bool   `koanf:"use_tls"`
+	CAFile       string `koanf:"ca_file"`
+	Region       string `koanf:"region"`
+	Bucket       string `koanf:"bucket"`
+	AccessKey    string `koanf:"access_key"`
+	SecretKey    string `koanf:"secret_key" secret:"true"`
+	PathStyle    bool   `koanf:"path_style"`
+	CreateBucket bool   `koanf:"create_bucket"`
 }
 
 // SSO configures accounts, logins, tokens and the directory.

@@ -254,6 +254,12 @@ func TestSSORules(t *testing.T) {
 		{"session shorter than refresh", map[string]string{"sso.session_max_age": "2h"}, "sso.session_max_age"},
 		{"access ttl too long", map[string]string{"sso.access_token_ttl": "2h"}, "sso.access_token_ttl"},
 		{"health port clash", map[string]string{"sso.health_listen": "127.0.0.1:8282"}, "sso.health.listen"},
+		{"s3 ok", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "s3.corp:9000", "blob.s3.bucket": "elph"}, ""},
+		{"s3 without bucket", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "s3.corp:9000"}, "blob.s3.bucket"},
+		{"s3 plaintext to another host", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "s3.corp:9000", "blob.s3.bucket": "b", "blob.s3.use_tls": "false"}, "blob.s3.use_tls"},
+		{"s3 plaintext on loopback", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "127.0.0.1:9000", "blob.s3.bucket": "b", "blob.s3.use_tls": "false"}, ""},
+		{"s3 scheme in endpoint", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "https://s3", "blob.s3.bucket": "b"}, "blob.s3.endpoint"},
+		{"unknown blob kind", map[string]string{"blob.kind": "nfs"}, "blob.kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

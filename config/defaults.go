@@ -32,7 +32,8 @@ func Default() Config {
 			ConnMaxLifetime: 5 * time.Minute,
 			MigrateOnStart:  true,
 		},
-		Bus: Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
+		Bus:  Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
+		Blob: Blob{Kind: "local", S3: S3{UseTLS: true, PathStyle: true}},
 		SSO: SSO{
 			HealthListen:    "127.0.0.1:9100",
 			Issuer:          "elph",

@@ -138,7 +138,46 @@ func (c *Config) Validate() Problems {
 		add("bus.workers", "%d is outside 1..256", c.Bus.Workers)
 	}
 	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
+	ps = append(ps, c.Blob.validate()...)
 	ps = append(ps, c.SSO.validate(checkListener)...)
+	return ps
+}
+
+func (b *Blob) validate() Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: "blob." + key, Message: fmt.Sprintf(format, args...)})
+	}
+	switch b.Kind {
+	case "local":
+		return nil
+	case "s3":
+	default:
+		add("kind", "%q is not supported; use local or s3", b.Kind)
+		return ps
+	}
+	s := b.S3
+	switch {
+	case s.Endpoint == "":
+		add("s3.endpoint", "is required with kind s3, e.g. s3.corp.example:9000")
+	case strings.Contains(s.Endpoint, "://"):
+		add("s3.endpoint", "%q: give host:port without a scheme (use_tls selects https)", s.Endpoint)
+	case !s.UseTLS:
+		if host, _, err := net.SplitHostPort(s.Endpoint); err != nil || !IsLoopback(host) {
+			add("s3.use_tls", "files would cross the network in clear: set use_tls: true (or run the S3 server on loopback)")
+		}
+	}
+	if s.Bucket == "" {
+		add("s3.bucket", "is required with kind s3")
+	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		add("s3.access_key", "access_key and secret_key must be given together")
+	}
+	if s.CAFile != "" {
+		if _, err := os.Stat(s.CAFile); err != nil {
+			add("s3.ca_file", "cannot read %s: %v", s.CAFile, err)
+		}
+	}
 	return ps
 }
 

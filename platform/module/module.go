@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/bus"
 	"github.com/elph-server/elph/platform/store"
 )
@@ -45,6 +46,7 @@ type Deps struct {
 	Logger  *slog.Logger
 	DB      *store.DB
 	Bus     bus.Bus
+	Blob    blob.Store
 	Metrics prometheus.Registerer
 	// DataDir is the node's state directory.
 	DataDir string
