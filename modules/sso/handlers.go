@@ -125,7 +125,7 @@ type tokenResponse struct {
 func (m *Module) tokenResponse(res LoginResult) tokenResponse {
 	return tokenResponse{
 		AccessToken: res.AccessToken, TokenType: "Bearer",
-		ExpiresIn: int(time.Until(res.AccessExpiry).Seconds()), ExpiresAt: res.AccessExpiry,
+		ExpiresIn: int(res.AccessExpiry.Sub(m.now()).Round(time.Second) / time.Second), ExpiresAt: res.AccessExpiry,
 		RefreshToken: res.RefreshToken, SessionID: res.Session.ID, User: res.User,
 	}
 }
@@ -301,7 +301,22 @@ func (m *Module) handleChangePassword(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.Errorf(http.StatusConflict, "directory_account", "this account's password is managed in the directory"))
 		return
 	}
-	if ok, _, _ := VerifyPassword(hash, req.Current); !ok {
+	// The current password is checked like a login: within the lockout
+	// budget (so a stolen access token is no unlimited guessing oracle)
+	// and in a hashing slot.
+	acctKey, ipKey := m.failureKeys(r.Context(), u.Login, httpx.ClientIP(r.Context()))
+	now := m.now()
+	if err := m.lockedOut(r.Context(), acctKey, ipKey, now); err != nil {
+		httpx.WriteError(w, r, httpError(err))
+		return
+	}
+	var ok bool
+	if err := m.hashing(r.Context(), func() { ok, _, _ = VerifyPassword(hash, req.Current) }); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if !ok {
+		m.countFailure(r.Context(), acctKey, ipKey, now)
 		httpx.WriteError(w, r, httpError(ErrBadCredentials))
 		return
 	}

@@ -367,8 +367,17 @@ func (d *Directory) Authenticate(ctx context.Context, login, password string) (D
 	if err != nil {
 		return DirectoryUser{}, err
 	}
-	// A disabled or expired account is refused without a bind, so the
-	// directory's bad-password counter and lockout are not touched.
+	if err := c.Bind(e.DN, password); err != nil {
+		if ctx.Err() != nil || isConnError(err) {
+			return DirectoryUser{}, d.opError(ctx, "bind as user", err)
+		}
+		return DirectoryUser{}, fmt.Errorf("ldap: bind as %s: %w (%w)", e.DN, bindFailure(err), err)
+	}
+	// A disabled or expired account is refused only after its password was
+	// proven, so the answer tells a guesser nothing about the account. AD
+	// itself refuses such a bind (data 533 / 701, mapped above); this
+	// catches directories that keep the AD attributes without enforcing
+	// them.
 	if d.ad {
 		switch disabled, reason := adDisabled(e, d.now()); {
 		case disabled && reason == reasonExpired:
@@ -376,13 +385,6 @@ func (d *Directory) Authenticate(ctx context.Context, login, password string) (D
 		case disabled:
 			return DirectoryUser{}, fmt.Errorf("ldap: %s: %w", e.DN, ErrAccountDisabled)
 		}
-	}
-
-	if err := c.Bind(e.DN, password); err != nil {
-		if ctx.Err() != nil || isConnError(err) {
-			return DirectoryUser{}, d.opError(ctx, "bind as user", err)
-		}
-		return DirectoryUser{}, fmt.Errorf("ldap: bind as %s: %w (%w)", e.DN, bindFailure(err), err)
 	}
 
 	// The person may not read their own entry: read it as the service.

@@ -192,9 +192,11 @@ func TestDirectory(t *testing.T) {
 			{"unknown login", "nobody", ldaptest.Password, ErrBadCredentials, "", false},
 			{"empty login", "", ldaptest.Password, ErrBadCredentials, "", true},
 			{"empty password", ldaptest.IvanovLogin, "", ErrBadCredentials, "", true},
-			{"disabled", ldaptest.SidorovLogin, ldaptest.Password, ErrAccountDisabled, "", false},
-			{"disabled, wrong password", ldaptest.SidorovLogin, "wrong", ErrAccountDisabled, "", false},
-			{"expired", ldaptest.KuznetsovLogin, ldaptest.Password, ErrAccountExpired, "", false},
+			// The account's state is told only to someone with its password.
+			{"disabled", ldaptest.SidorovLogin, ldaptest.Password, ErrAccountDisabled, ldaptest.SidorovDN, false},
+			{"disabled, wrong password", ldaptest.SidorovLogin, "wrong", ErrBadCredentials, ldaptest.SidorovDN, false},
+			{"expired", ldaptest.KuznetsovLogin, ldaptest.Password, ErrAccountExpired, ldaptest.KuznetsovDN, false},
+			{"expired, wrong password", ldaptest.KuznetsovLogin, "wrong", ErrBadCredentials, ldaptest.KuznetsovDN, false},
 			{"UPN of another domain", "ivanov@evil.example", ldaptest.Password, ErrBadCredentials, "", false},
 			// Injection attempts, with a password that is right for every
 			// seeded person: any match would log in.

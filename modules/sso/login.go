@@ -38,12 +38,25 @@ type LoginResult struct {
 	RefreshToken string
 }
 
-// failureKeys are the limiter keys of an attempt: the account as typed
-// (folded, so "Ivanov" and "ivanov" share one budget) and the client IP.
-func failureKeys(login string, ip netip.Addr) (acct, addr string) {
-	key := store.Fold(strings.TrimSpace(login))
+// failureKeys are the limiter keys of an attempt: the account and the
+// client IP. Every spelling that reaches one account shares its budget:
+// a login Elph knows (by login in any case, or by any of its phone
+// numbers) counts against that account's login, and otherwise the
+// directory's aliases (DOMAIN\user, user@domain) count against the bare
+// name. Keyed by what was typed, each alias would get a budget of its own
+// and lockout could be bypassed (and an AD account locked) by rotating them.
+func (m *Module) failureKeys(ctx context.Context, login string, ip netip.Addr) (acct, addr string) {
+	login = strings.TrimSpace(login)
+	key := store.Fold(login)
 	if n, err := NormalizePhone(login); err == nil {
 		key = n
+	}
+	if u, _, err := m.store.UserByLogin(ctx, login); err == nil {
+		key = store.Fold(u.Login)
+	} else if m.dir != nil {
+		if c := loginCandidates(login, m.dir.domain); len(c) > 1 {
+			key = store.Fold(c[len(c)-1])
+		}
 	}
 	return "acct:" + key, "ip:" + ip.String()
 }
@@ -58,19 +71,12 @@ func (m *Module) Login(ctx context.Context, req LoginRequest) (LoginResult, erro
 		return LoginResult{}, ErrBadCredentials
 	}
 	now := m.now()
-	acctKey, ipKey := failureKeys(req.Login, req.IP)
-	lo := m.cfg.Lockout
-	if n, err := m.store.Failures(ctx, acctKey, now, lo.AccountWindow); err != nil {
+	acctKey, ipKey := m.failureKeys(ctx, req.Login, req.IP)
+	if err := m.lockedOut(ctx, acctKey, ipKey, now); err != nil {
+		if errors.Is(err, ErrTooManyFailures) {
+			m.metrics.logins.WithLabelValues("locked_out", "").Inc()
+		}
 		return LoginResult{}, err
-	} else if n >= lo.AccountMaxFailures {
-		m.metrics.logins.WithLabelValues("locked_out", "").Inc()
-		return LoginResult{}, ErrTooManyFailures
-	}
-	if n, err := m.store.Failures(ctx, ipKey, now, lo.IPWindow); err != nil {
-		return LoginResult{}, err
-	} else if n >= lo.IPMaxFailures {
-		m.metrics.logins.WithLabelValues("locked_out", "").Inc()
-		return LoginResult{}, ErrTooManyFailures
 	}
 
 	user, err := m.authenticate(ctx, req.Login, req.Password)
@@ -78,13 +84,7 @@ func (m *Module) Login(ctx context.Context, req LoginRequest) (LoginResult, erro
 		code := errorCode(err)
 		m.metrics.logins.WithLabelValues(code, string(user.Source)).Inc()
 		if errors.Is(err, ErrBadCredentials) {
-			// Count against both budgets; a failure to count must not
-			// turn into a success.
-			_, aerr := m.store.AddFailure(ctx, acctKey, now, lo.AccountWindow)
-			_, ierr := m.store.AddFailure(ctx, ipKey, now, lo.IPWindow)
-			if jerr := errors.Join(aerr, ierr); jerr != nil {
-				m.log.Error("count failed login", "err", jerr)
-			}
+			m.countFailure(ctx, acctKey, ipKey, now)
 		}
 		m.log.Info("login refused", "login", clipLog(req.Login), "ip", req.IP.String(), "reason", code)
 		return LoginResult{}, err
@@ -99,6 +99,34 @@ func (m *Module) Login(ctx context.Context, req LoginRequest) (LoginResult, erro
 	m.metrics.logins.WithLabelValues("ok", string(user.Source)).Inc()
 	m.log.Info("login", "user_id", user.ID, "login", user.Login, "source", user.Source, "session_id", res.Session.ID, "ip", req.IP.String())
 	return res, nil
+}
+
+// lockedOut is ErrTooManyFailures when the account or the address has used
+// up its failures of the current window.
+func (m *Module) lockedOut(ctx context.Context, acctKey, ipKey string, now time.Time) error {
+	lo := m.cfg.Lockout
+	if n, err := m.store.Failures(ctx, acctKey, now, lo.AccountWindow); err != nil {
+		return err
+	} else if n >= lo.AccountMaxFailures {
+		return ErrTooManyFailures
+	}
+	if n, err := m.store.Failures(ctx, ipKey, now, lo.IPWindow); err != nil {
+		return err
+	} else if n >= lo.IPMaxFailures {
+		return ErrTooManyFailures
+	}
+	return nil
+}
+
+// countFailure counts a wrong password against both budgets. A failure to
+// count must not turn into a success, so it is only logged.
+func (m *Module) countFailure(ctx context.Context, acctKey, ipKey string, now time.Time) {
+	lo := m.cfg.Lockout
+	_, aerr := m.store.AddFailure(ctx, acctKey, now, lo.AccountWindow)
+	_, ierr := m.store.AddFailure(ctx, ipKey, now, lo.IPWindow)
+	if jerr := errors.Join(aerr, ierr); jerr != nil {
+		m.log.Error("count failed login", "err", jerr)
+	}
 }
 
 // authenticate decides who checks the password: the local hash for local
@@ -188,13 +216,18 @@ func (m *Module) directoryLogin(ctx context.Context, login, password string) (Us
 	return user, nil
 }
 
-// directoryRole makes members of the admin group (nested too) admins.
+// directoryRole makes members of the admin group (nested too) admins and
+// everyone else a user. Without an admin group the directory does not
+// manage roles: "" keeps the account's role (RoleUser for a new account),
+// so an admin made in Elph is not demoted by the next login or sync.
 func (m *Module) directoryRole(du DirectoryUser) Role {
-	if admin := m.cfg.LDAP.AdminGroupDN; admin != "" {
-		for _, g := range du.Groups {
-			if SameDN(g, admin) {
-				return RoleAdmin
-			}
+	admin := m.cfg.LDAP.AdminGroupDN
+	if admin == "" {
+		return ""
+	}
+	for _, g := range du.Groups {
+		if SameDN(g, admin) {
+			return RoleAdmin
 		}
 	}
 	return RoleUser

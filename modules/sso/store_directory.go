@@ -191,27 +191,38 @@ func withoutForeignPhones(ctx context.Context, tx *sqlx.Tx, phones []Phone, user
 	return out, nil
 }
 
-// DisableMissingDirectoryUsers disables every enabled directory account
-// that the sync has not seen since seenSince (the start of a complete
-// sync), with reason ("missing from directory" when empty), and returns how
-// many it disabled. Accounts are never deleted: their messages and history
-// stay attributed, and a person who reappears is enabled by the next
-// UpsertDirectoryUser.
-func (s *Store) DisableMissingDirectoryUsers(ctx context.Context, seenSince time.Time, reason string) (int, error) {
+// DisableMissingDirectoryUsers disables the enabled directory accounts
+// among ids (those a complete sync did not see), with reason ("missing
+// from directory" when empty), and returns how many it disabled. The sync
+// names them by id rather than by an age of synced_at, so a clock that
+// steps during a sync cannot disable the wrong people. Local accounts and
+// accounts disabled already are left alone. Accounts are never deleted:
+// their messages and history stay attributed, and a person who reappears
+// is enabled by the next UpsertDirectoryUser.
+func (s *Store) DisableMissingDirectoryUsers(ctx context.Context, ids []int64, reason string, now time.Time) (int, error) {
 	if reason == "" {
 		reason = defaultMissingReason
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET disabled = ?, disabled_reason = ?, updated_at = ?
-		WHERE source = ? AND disabled = ? AND (synced_at IS NULL OR synced_at < ?)`,
-		true, clip(reason, maxTextChars), dbTime(time.Now()), SourceLDAP, false, dbTime(seenSince))
-	if err != nil {
-		return 0, fmt.Errorf("sso: disable missing directory users: %w", err)
+	total := 0
+	for start := 0; start < len(ids); start += memberBatch {
+		batch := ids[start:min(start+memberBatch, len(ids))]
+		q, args, err := sqlx.In(`UPDATE users SET disabled = ?, disabled_reason = ?, updated_at = ?
+			WHERE source = ? AND disabled = ? AND id IN (?)`,
+			true, clip(reason, maxTextChars), dbTime(now), SourceLDAP, false, batch)
+		if err != nil {
+			return total, fmt.Errorf("sso: disable missing directory users: %w", err)
+		}
+		res, err := s.db.ExecContext(ctx, s.db.Rebind(q), args...)
+		if err != nil {
+			return total, fmt.Errorf("sso: disable missing directory users: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("sso: disable missing directory users: %w", err)
+		}
+		total += int(n)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("sso: disable missing directory users: %w", err)
-	}
-	return int(n), nil
+	return total, nil
 }
 
 // UpsertGroup stores a directory group keyed by g.ExternalID and returns

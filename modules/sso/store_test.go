@@ -476,11 +476,13 @@ func TestStoreDisableMissingDirectoryUsers(t *testing.T) {
 		if err := s.SetDisabled(ctx, ids[3], true, "by admin"); err != nil {
 			t.Fatal(err)
 		}
-		// A new sync starting at t1 sees only d0.
+		// A new sync starting at t1 sees only d0: d1, d2 and d3 (already
+		// disabled) are missing; a local account named by mistake is
+		// left alone.
 		if _, _, err := s.UpsertDirectoryUser(ctx, DirectoryUser{ExternalID: "g0", Login: "d0"}, "", t1); err != nil {
 			t.Fatal(err)
 		}
-		n, err := s.DisableMissingDirectoryUsers(ctx, t1, "")
+		n, err := s.DisableMissingDirectoryUsers(ctx, []int64{ids[1], ids[2], ids[3], local.ID}, "", t1)
 		if err != nil || n != 2 {
 			t.Fatalf("DisableMissingDirectoryUsers = %d, %v; want 2", n, err)
 		}
@@ -500,7 +502,7 @@ func TestStoreDisableMissingDirectoryUsers(t *testing.T) {
 				t.Errorf("user %d: disabled %v %q, %v; want %v %q", id, u.Disabled, u.DisabledReason, err, w.disabled, w.reason)
 			}
 		}
-		if n, err := s.DisableMissingDirectoryUsers(ctx, t1, "gone"); err != nil || n != 0 {
+		if n, err := s.DisableMissingDirectoryUsers(ctx, []int64{ids[1], ids[2]}, "gone", t1); err != nil || n != 0 {
 			t.Errorf("second DisableMissingDirectoryUsers = %d, %v; want 0", n, err)
 		}
 		// Back in the directory: enabled again.

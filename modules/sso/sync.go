@@ -81,7 +81,11 @@ func (m *Module) SyncDirectory(ctx context.Context, o SyncOptions) (SyncSummary,
 	sum.Disabled += len(gone)
 	if !o.DryRun {
 		if len(gone) > 0 {
-			if _, err := m.store.DisableMissingDirectoryUsers(ctx, sum.Started, "removed from directory"); err != nil {
+			ids := make([]int64, len(gone))
+			for i, u := range gone {
+				ids[i] = u.ID
+			}
+			if _, err := m.store.DisableMissingDirectoryUsers(ctx, ids, "removed from directory", m.now()); err != nil {
 				return sum, fmt.Errorf("disable removed accounts: %w", err)
 			}
 		}
@@ -223,8 +227,8 @@ func wouldChange(old User, du DirectoryUser, role Role) bool {
 	slices.Sort(phones)
 	slices.Sort(oldPhones)
 	return old.Login != du.Login || old.DisplayName != du.DisplayName || old.Email != du.Email ||
-		old.Department != du.Department || old.Title != du.Title || old.Disabled != du.Disabled ||
-		old.Role != role || old.DN != du.DN || !slices.Equal(phones, oldPhones)
+		old.Department != du.Department || old.Title != du.Title || old.Disabled != (du.Disabled || old.DisabledLocally) ||
+		(role != "" && old.Role != role) || old.DN != du.DN || !slices.Equal(phones, oldPhones)
 }
 
 // directoryAccounts loads every directory-sourced account by external id.
