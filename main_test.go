@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elph-server/elph/config"
 	"github.com/elph-server/elph/platform/store/storetest"
 )
 
@@ -179,19 +180,26 @@ func get(c *http.Client, url string) (int, string) {
 // nodeEnv is the environment of a node on free loopback ports in a fresh
 // data directory.
 type nodeEnv struct {
-	env                       map[string]string
-	dataDir                   string
-	admin, gateway, webclient string
+	env                                  map[string]string
+	dataDir                              string
+	admin, gateway, webclient, ssoHealth string
 }
 
 func newNodeEnv(t *testing.T) nodeEnv {
-	n := nodeEnv{dataDir: t.TempDir(), admin: freePort(t), gateway: freePort(t), webclient: freePort(t)}
+	n := nodeEnv{dataDir: t.TempDir(), admin: freePort(t), gateway: freePort(t), webclient: freePort(t), ssoHealth: freePort(t)}
 	n.env = map[string]string{
-		"ELPH_NODE_DATA_DIR":            n.dataDir,
-		"ELPH_ADMIN_LISTEN":             n.admin,
-		"ELPH_GATEWAY_LISTEN":           n.gateway,
-		"ELPH_MODULES_WEBCLIENT_LISTEN": n.webclient,
+		"ELPH_NODE_DATA_DIR":     n.dataDir,
+		"ELPH_ADMIN_LISTEN":      n.admin,
+		"ELPH_GATEWAY_LISTEN":    n.gateway,
+		"ELPH_SSO_HEALTH_LISTEN": n.ssoHealth,
 	}
+	// Every module's own listener on a free port, so tests never meet a
+	// developer's `make run` or each other on the seed ports.
+	def := config.Default()
+	for _, name := range def.Modules.Names() {
+		n.env[config.EnvName("modules."+name+".listen")] = freePort(t)
+	}
+	n.env["ELPH_MODULES_WEBCLIENT_LISTEN"] = n.webclient
 	return n
 }
 
@@ -229,6 +237,10 @@ func TestServeAllStartsAnswersAndStops(t *testing.T) {
 	}
 	if code, _ := get(plain, "http://"+n.gateway+"/"); code == 200 {
 		t.Error("gateway answered plaintext HTTP")
+	}
+	// The sso module's separate health port (the seed's 9100).
+	if code, body := get(plain, "http://"+n.ssoHealth+"/readyz"); code != 200 || !strings.Contains(body, `"database":"ok"`) {
+		t.Errorf("sso health /readyz = %d %q", code, body)
 	}
 	if code, body := get(plain, "http://"+n.webclient+"/elph.js"); code != 200 || !strings.Contains(body, "readyz") {
 		t.Errorf("webclient own listener = %d %q", code, body)

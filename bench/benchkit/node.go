@@ -38,7 +38,7 @@ func Start(bin string, args []string, env ...string) (*Node, error) {
 	n.cmd.Env = append(os.Environ(),
 		"ELPH_NODE_DATA_DIR="+filepath.Join(dir, "data"),
 		"ELPH_ADMIN_LISTEN="+n.Admin, "ELPH_GATEWAY_LISTEN="+n.Gateway, "ELPH_LOG_LEVEL=warn")
-	for _, m := range []string{"SSO", "CHAT", "WEBCLIENT", "HISTORY", "STATUS", "PUSH", "FILES", "MINIAPPS", "ADDRESSBOOK"} {
+	for _, m := range []string{"SSO", "CHAT", "WEBCLIENT", "HISTORY", "STATUS", "PUSH", "FILES", "MINIAPPS", "ADDRESSBOOK"} { // config.Modules.Names()
 		n.cmd.Env = append(n.cmd.Env, "ELPH_MODULES_"+m+"_LISTEN="+FreePort())
 	}
 	n.cmd.Env = append(n.cmd.Env, "ELPH_SSO_HEALTH_LISTEN="+FreePort())
