@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/elph-server/elph/config"
 )
 
 // Node is a running `elph serve` in a temp data directory on free ports.
@@ -38,8 +40,9 @@ func Start(bin string, args []string, env ...string) (*Node, error) {
 	n.cmd.Env = append(os.Environ(),
 		"ELPH_NODE_DATA_DIR="+filepath.Join(dir, "data"),
 		"ELPH_ADMIN_LISTEN="+n.Admin, "ELPH_GATEWAY_LISTEN="+n.Gateway, "ELPH_LOG_LEVEL=warn")
-	for _, m := range []string{"SSO", "CHAT", "WEBCLIENT", "HISTORY", "STATUS", "PUSH", "FILES", "MINIAPPS", "ADDRESSBOOK"} { // config.Modules.Names()
-		n.cmd.Env = append(n.cmd.Env, "ELPH_MODULES_"+m+"_LISTEN="+FreePort())
+	def := config.Default()
+	for _, m := range def.Modules.Names() {
+		n.cmd.Env = append(n.cmd.Env, config.EnvName("modules."+m+".listen")+"="+FreePort())
 	}
 	n.cmd.Env = append(n.cmd.Env, "ELPH_SSO_HEALTH_LISTEN="+FreePort())
 	n.cmd.Env = append(n.cmd.Env, env...)
