@@ -78,6 +78,18 @@ func openSSO(ctx context.Context, cf *configFlags, cmd *cobra.Command) (*ssoEnv,
 	return &ssoEnv{mod: mod, db: db, bus: b}, nil
 }
 
+// withSSO wraps a command's body with opening and closing the module.
+func withSSO(cf *configFlags, fn func(cmd *cobra.Command, args []string, env *ssoEnv) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		env, err := openSSO(cmd.Context(), cf, cmd)
+		if err != nil {
+			return err
+		}
+		defer env.close(cmd.Context())
+		return fn(cmd, args, env)
+	}
+}
+
 func (e *ssoEnv) close(ctx context.Context) {
 	_ = e.bus.Close(ctx)
 	_ = e.db.Close()
@@ -98,12 +110,7 @@ func userCmd() *cobra.Command {
 		Use:   "add LOGIN",
 		Short: "Create a local account",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			env, err := openSSO(cmd.Context(), &cf, cmd)
-			if err != nil {
-				return err
-			}
-			defer env.close(cmd.Context())
+		RunE: withSSO(&cf, func(cmd *cobra.Command, args []string, env *ssoEnv) error {
 			n.Login = args[0]
 			if admin {
 				n.Role = sso.RoleAdmin
@@ -112,9 +119,11 @@ func userCmd() *cobra.Command {
 				num, kind, _ := strings.Cut(p, ":")
 				n.Phones = append(n.Phones, sso.Phone{Number: num, Kind: sso.PhoneKind(kind)})
 			}
-			if n.Password, err = newPassword(cmd, gen, passwordStdin); err != nil {
+			pw, err := newPassword(cmd, gen, passwordStdin)
+			if err != nil {
 				return err
 			}
+			n.Password = pw
 			u, err := env.mod.CreateLocalUser(cmd.Context(), n)
 			if err != nil {
 				return err
@@ -124,7 +133,7 @@ func userCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "password: %s\n", n.Password)
 			}
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&n.DisplayName, "name", "", "display name")
 	add.Flags().StringVar(&n.Email, "email", "", "e-mail address")
@@ -140,12 +149,7 @@ func userCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List accounts",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openSSO(cmd.Context(), &cf, cmd)
-			if err != nil {
-				return err
-			}
-			defer env.close(cmd.Context())
+		RunE: withSSO(&cf, func(cmd *cobra.Command, _ []string, env *ssoEnv) error {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tLOGIN\tNAME\tROLE\tSOURCE\tSTATE\tPHONES")
 			var after int64
@@ -171,7 +175,7 @@ func userCmd() *cobra.Command {
 				after = users[len(users)-1].ID
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().BoolVar(&all, "all", false, "include disabled accounts")
 
@@ -181,12 +185,7 @@ func userCmd() *cobra.Command {
 			Use:   use + " LOGIN",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				env, err := openSSO(cmd.Context(), &cf, cmd)
-				if err != nil {
-					return err
-				}
-				defer env.close(cmd.Context())
+			RunE: withSSO(&cf, func(cmd *cobra.Command, args []string, env *ssoEnv) error {
 				u, _, err := env.mod.Store().UserByLogin(cmd.Context(), args[0])
 				if err != nil {
 					return fmt.Errorf("%s: %w", args[0], err)
@@ -196,7 +195,7 @@ func userCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%sd %s\n", use, u.Login)
 				return nil
-			},
+			}),
 		}
 		if disable {
 			c.Flags().StringVar(&reason, "reason", "", "why (shown to admins)")
@@ -209,12 +208,7 @@ func userCmd() *cobra.Command {
 		Use:   "passwd LOGIN",
 		Short: "Set a local account's password (ends its sessions)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			env, err := openSSO(cmd.Context(), &cf, cmd)
-			if err != nil {
-				return err
-			}
-			defer env.close(cmd.Context())
+		RunE: withSSO(&cf, func(cmd *cobra.Command, args []string, env *ssoEnv) error {
 			u, _, err := env.mod.Store().UserByLogin(cmd.Context(), args[0])
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
@@ -231,7 +225,7 @@ func userCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "password: %s\n", pw)
 			}
 			return nil
-		},
+		}),
 	}
 	passwd.Flags().BoolVar(&pwGen, "generate-password", false, "generate a password and print it")
 	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input")
@@ -285,12 +279,7 @@ func ldapCmd() *cobra.Command {
 		Use:   "sync",
 		Short: "Read every user and group from the directory and update the accounts",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openSSO(cmd.Context(), &cf, cmd)
-			if err != nil {
-				return err
-			}
-			defer env.close(cmd.Context())
+		RunE: withSSO(&cf, func(cmd *cobra.Command, _ []string, env *ssoEnv) error {
 			bar := newProgress(cmd.ErrOrStderr())
 			sum, err := env.mod.SyncDirectory(cmd.Context(), sso.SyncOptions{DryRun: dry, Progress: bar.update})
 			bar.done()
@@ -317,7 +306,7 @@ func ldapCmd() *cobra.Command {
 				return exitError{code: 1}
 			}
 			return nil
-		},
+		}),
 	}
 	syncCmd.Flags().BoolVar(&dry, "dry-run", false, "report what would change without writing")
 	cmd.AddCommand(syncCmd)
