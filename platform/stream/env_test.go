@@ -2,22 +2,20 @@ package stream_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/elph-server/elph/platform/auth/authtest"
+
 	"github.com/coder/websocket"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/bus"
 	"github.com/elph-server/elph/platform/store"
 	"github.com/elph-server/elph/platform/store/storetest"
@@ -25,74 +23,11 @@ import (
 )
 
 const (
-	testIssuer = "elph-test"
-	testKID    = "k1"
-	eventType  = "test.thing.happened"
+	eventType = "test.thing.happened"
 	// wait bounds every wait of a test as a safety net against hangs; no
 	// test relies on it to pass.
 	wait = 30 * time.Second
 )
-
-// keySet is a fixed auth.KeySet.
-type keySet map[string]ed25519.PublicKey
-
-func (k keySet) PublicKey(kid string) (ed25519.PublicKey, bool) {
-	p, ok := k[kid]
-	return p, ok
-}
-
-// issuer signs access tokens the way the sso module does, for a verifier
-// that trusts its key.
-type issuer struct {
-	priv    ed25519.PrivateKey
-	revoked *auth.Revocations
-	v       *auth.Verifier
-}
-
-func newIssuer(t testing.TB) *issuer {
-	t.Helper()
-	priv := ed25519.NewKeyFromSeed([]byte(strings.Repeat("s", ed25519.SeedSize)))
-	revoked := auth.NewRevocations(time.Hour, nil)
-	return &issuer{
-		priv:    priv,
-		revoked: revoked,
-		v: auth.NewVerifier(auth.VerifierOptions{
-			Keys:    keySet{testKID: priv.Public().(ed25519.PublicKey)},
-			Issuer:  testIssuer,
-			Revoked: revoked,
-		}),
-	}
-}
-
-// token returns an access token of userID for session sid, valid now for
-// an hour unless edit changes the claims.
-func (is *issuer) token(t testing.TB, userID int64, sid string, edit func(*auth.Claims)) string {
-	t.Helper()
-	now := time.Now()
-	c := auth.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    testIssuer,
-			Subject:   strconv.FormatInt(userID, 10),
-			ID:        "jti-" + sid,
-			IssuedAt:  jwt.NewNumericDate(now),
-			NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		},
-		SessionID: sid,
-		Login:     "user" + strconv.FormatInt(userID, 10),
-		Role:      "user",
-	}
-	if edit != nil {
-		edit(&c)
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	tok.Header["kid"] = testKID
-	s, err := tok.SignedString(is.priv)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return s
-}
 
 // newBus returns an in-memory bus closed when the test ends.
 func newBus(t testing.TB) *bus.Memory {
@@ -122,14 +57,14 @@ type node struct {
 // newNode starts a Stream on db and b with the test's issuer, serving it
 // from an httptest server (edit adjusts the options, srv the server before
 // it starts). Everything is stopped when the test ends.
-func newNode(t testing.TB, db *store.DB, b bus.Bus, is *issuer, edit func(*stream.Options), srv func(*httptest.Server)) *node {
+func newNode(t testing.TB, db *store.DB, b bus.Bus, is *authtest.Signer, edit func(*stream.Options), srv func(*httptest.Server)) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	o := stream.Options{
 		DB:          db,
 		Bus:         b,
-		Verifier:    is.v,
-		Revocations: is.revoked,
+		Verifier:    is.Verifier(),
+		Revocations: is.Revocations(),
 		Log:         storetest.Logger(t),
 		Metrics:     reg,
 	}

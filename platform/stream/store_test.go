@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elph-server/elph/platform/auth/authtest"
+
 	"github.com/jmoiron/sqlx"
 
 	"github.com/elph-server/elph/platform/store"
@@ -22,7 +24,7 @@ import (
 // and Purge need no Start.
 func newStream(t testing.TB, db *store.DB, edit func(*stream.Options)) *stream.Stream {
 	t.Helper()
-	o := stream.Options{DB: db, Bus: newBus(t), Verifier: newIssuer(t).v, Log: storetest.Logger(t)}
+	o := stream.Options{DB: db, Bus: newBus(t), Verifier: authtest.New(t).Verifier(), Log: storetest.Logger(t)}
 	if edit != nil {
 		edit(&o)
 	}
@@ -362,7 +364,7 @@ func TestPurgeConcurrentAppend(t *testing.T) {
 func TestNewOptions(t *testing.T) {
 	db := storetest.OpenSQLite(t)
 	b := newBus(t)
-	v := newIssuer(t).v
+	v := authtest.New(t).Verifier()
 	tests := []struct {
 		name string
 		o    stream.Options

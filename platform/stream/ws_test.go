@@ -1,9 +1,7 @@
 package stream_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/elph-server/elph/platform/auth"
+	"github.com/elph-server/elph/platform/auth/authtest"
 	"github.com/elph-server/elph/platform/httpx"
 	"github.com/elph-server/elph/platform/store"
 	"github.com/elph-server/elph/platform/store/storetest"
@@ -32,14 +31,14 @@ import (
 // position from the database, then live events, each once and in order.
 func TestReplayAndLive(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		// A small queue: the 1234 announcements of the backlog, still in
 		// flight while the first clients connect, must not make them
 		// look slow.
 		n := newNode(t, db, newBus(t), is, func(o *stream.Options) { o.SendBuffer = 4 }, nil)
 		const user, stored = 5, 1234 // more than two pages of 500
 		appendN(t, n.s, db, user, stored)
-		tok := is.token(t, user, "s1", nil)
+		tok := is.Token(t, user, "s1", nil)
 
 		tests := []struct {
 			since string
@@ -122,7 +121,7 @@ func TestLosslessReconnect(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
 		for _, nodes := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) {
-				is := newIssuer(t)
+				is := authtest.New(t)
 				b := newBus(t)
 				writer := newNode(t, db, b, is, nil, nil)
 				reader := writer
@@ -130,7 +129,7 @@ func TestLosslessReconnect(t *testing.T) {
 					reader = newNode(t, db, b, is, nil, nil)
 				}
 				user := int64(100 + nodes) // the subtests share the database
-				tok := is.token(t, user, "s1", nil)
+				tok := is.Token(t, user, "s1", nil)
 				const total = 2000
 
 				ctx, cancel := context.WithCancel(t.Context())
@@ -182,14 +181,14 @@ func TestLosslessReconnect(t *testing.T) {
 // oldest retained event, and beyond the newest.
 func TestResync(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, func(o *stream.Options) { o.MaxPerUser = 5 }, nil)
 		const user = 9
 		appendN(t, n.s, db, user, 12)
 		if deleted, err := n.s.Purge(t.Context()); err != nil || deleted != 7 {
 			t.Fatalf("Purge = %d, %v; want 7", deleted, err)
 		}
-		tok := is.token(t, user, "s1", nil)
+		tok := is.Token(t, user, "s1", nil)
 
 		tests := []struct {
 			name   string
@@ -269,13 +268,13 @@ func smallReadClient() *http.Client {
 // everything.
 func TestSlowClient(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, func(o *stream.Options) {
 			o.SendBuffer = 16
 			o.PingInterval = time.Hour // a non-reading client fails pings too; not the point here
 		}, func(srv *httptest.Server) { srv.Listener = smallBuffers{srv.Listener} })
 		const user = 1
-		tok := is.token(t, user, "s1", nil)
+		tok := is.Token(t, user, "s1", nil)
 		slow := dial(t, n, dialOpts{token: tok, opts: &websocket.DialOptions{HTTPClient: smallReadClient()}})
 		fast := dial(t, n, dialOpts{token: tok})
 		readHello(t, fast)
@@ -353,16 +352,15 @@ func TestSlowClient(t *testing.T) {
 // does not.
 func TestAuth(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, func(o *stream.Options) {
 			o.OriginPatterns = []string{"app.example.com", "https://*.example.org"}
 		}, nil)
-		good := is.token(t, 1, "s-good", nil)
-		is.revoked.Revoke("s-revoked")
+		good := is.Token(t, 1, "s-good", nil)
+		is.Revocations().Revoke("s-revoked")
 
-		forger := &issuer{priv: ed25519.NewKeyFromSeed(bytes.Repeat([]byte("o"), ed25519.SeedSize))}
-		forged := forger.token(t, 1, "s-x", nil)
-		expired := is.token(t, 1, "s-old", func(c *auth.Claims) {
+		forged := authtest.Forger(t).Token(t, 1, "s-x", nil)
+		expired := is.Token(t, 1, "s-old", func(c *auth.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(time.Now().Add(-2 * time.Hour))
 			c.NotBefore = c.IssuedAt
 			c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
@@ -380,7 +378,7 @@ func TestAuth(t *testing.T) {
 			{"garbage", dialOpts{token: "not-a-token"}, 401, "unauthorized", "invalid access token", `Bearer error="invalid_token"`},
 			{"foreign key", dialOpts{token: forged}, 401, "unauthorized", "invalid access token", `Bearer error="invalid_token"`},
 			{"expired", dialOpts{token: expired}, 401, "unauthorized", "access token expired", "expired"},
-			{"revoked", dialOpts{token: is.token(t, 1, "s-revoked", nil)}, 401, "unauthorized", "session revoked", "revoked"},
+			{"revoked", dialOpts{token: is.Token(t, 1, "s-revoked", nil)}, 401, "unauthorized", "session revoked", "revoked"},
 			{"basic scheme", dialOpts{header: http.Header{"Authorization": {"Basic dXNlcjpwdw=="}}}, 401, "unauthorized", "must be Bearer", "Bearer"},
 			{"bad since", dialOpts{token: good, since: "abc"}, 400, "bad_request", "since", ""},
 			{"negative since", dialOpts{token: good, since: "-1"}, 400, "bad_request", "since", ""},
@@ -438,18 +436,18 @@ func TestAuth(t *testing.T) {
 // revoked with 4001, and only those.
 func TestRevokedWhileConnected(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, nil, nil)
-		revoked := dial(t, n, dialOpts{token: is.token(t, 1, "s-bye", nil)})
-		kept := dial(t, n, dialOpts{token: is.token(t, 1, "s-stay", nil)})
+		revoked := dial(t, n, dialOpts{token: is.Token(t, 1, "s-bye", nil)})
+		kept := dial(t, n, dialOpts{token: is.Token(t, 1, "s-stay", nil)})
 		readHello(t, revoked)
 		readHello(t, kept)
 
-		is.revoked.Revoke("s-bye")
+		is.Revocations().Revoke("s-bye")
 		if code, _ := readClose(revoked); code != 4001 {
 			t.Fatalf("close %v, want 4001", code)
 		}
-		if _, resp, err := tryDial(t, n, dialOpts{token: is.token(t, 1, "s-bye", nil)}); err == nil || resp.StatusCode != 401 {
+		if _, resp, err := tryDial(t, n, dialOpts{token: is.Token(t, 1, "s-bye", nil)}); err == nil || resp.StatusCode != 401 {
 			t.Errorf("reconnect with the revoked session: %v", err)
 		}
 		if _, err := n.s.Append(t.Context(), []int64{1}, eventType, payload{}); err != nil {
@@ -463,13 +461,13 @@ func TestRevokedWhileConnected(t *testing.T) {
 // users only, and are not stored.
 func TestSignals(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		b := newBus(t)
 		n := newNode(t, db, b, is, nil, nil)
 		other := newNode(t, db, b, is, nil, nil)
-		a1 := dial(t, n, dialOpts{token: is.token(t, 1, "s1", nil)})
-		a2 := dial(t, other, dialOpts{token: is.token(t, 1, "s2", nil)})
-		c := dial(t, n, dialOpts{token: is.token(t, 2, "s3", nil)})
+		a1 := dial(t, n, dialOpts{token: is.Token(t, 1, "s1", nil)})
+		a2 := dial(t, other, dialOpts{token: is.Token(t, 1, "s2", nil)})
+		c := dial(t, n, dialOpts{token: is.Token(t, 2, "s3", nil)})
 		for _, conn := range []*websocket.Conn{a1, a2, c} {
 			readHello(t, conn)
 		}
@@ -523,9 +521,9 @@ func TestSignals(t *testing.T) {
 // TestStop closes connections with 1001 and refuses new ones.
 func TestStop(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, nil, nil)
-		tok := is.token(t, 1, "s1", nil)
+		tok := is.Token(t, 1, "s1", nil)
 		c1 := dial(t, n, dialOpts{token: tok})
 		c2 := dial(t, n, dialOpts{token: tok})
 		readHello(t, c1)
@@ -558,13 +556,13 @@ func TestStop(t *testing.T) {
 // sees the drain and closes with 1001, and Shutdown returns once it has.
 func TestDrain(t *testing.T) {
 	db := storetest.OpenSQLite(t)
-	is := newIssuer(t)
+	is := authtest.New(t)
 	n := newNode(t, db, newBus(t), is, nil, nil)
 	srv := httpx.NewServer(httpx.ServerOptions{Name: "test", Addr: "127.0.0.1:0", Handler: n.s.Handler(), Logger: storetest.Logger(t)})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, n, dialOpts{token: is.token(t, 1, "s1", nil), url: "ws://" + srv.Addr().String() + "/"})
+	c := dial(t, n, dialOpts{token: is.Token(t, 1, "s1", nil), url: "ws://" + srv.Addr().String() + "/"})
 	readHello(t, c)
 
 	shut := make(chan error, 1)
@@ -585,9 +583,9 @@ func TestDrain(t *testing.T) {
 // frame.
 func TestClientFrames(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, nil, nil)
-		tok := is.token(t, 1, "s1", nil)
+		tok := is.Token(t, 1, "s1", nil)
 
 		t.Run("ping", func(t *testing.T) {
 			c := dial(t, n, dialOpts{token: tok})
@@ -640,9 +638,9 @@ func TestClientFrames(t *testing.T) {
 // the event anyway.
 func TestMissedAnnouncement(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
-		is := newIssuer(t)
+		is := authtest.New(t)
 		n := newNode(t, db, newBus(t), is, func(o *stream.Options) { o.PingInterval = 20 * time.Millisecond }, nil)
-		c := dial(t, n, dialOpts{token: is.token(t, 1, "s1", nil)})
+		c := dial(t, n, dialOpts{token: is.Token(t, 1, "s1", nil)})
 		readHello(t, c)
 		err := db.InTx(t.Context(), func(tx *sqlx.Tx) error {
 			_, err := n.s.AppendTx(t.Context(), tx, []int64{1}, eventType, payload{I: 1})
@@ -664,12 +662,12 @@ func TestMissedAnnouncement(t *testing.T) {
 // not read at all).
 func TestUnansweredPing(t *testing.T) {
 	db := storetest.OpenSQLite(t)
-	is := newIssuer(t)
+	is := authtest.New(t)
 	n := newNode(t, db, newBus(t), is, func(o *stream.Options) {
 		o.PingInterval = 20 * time.Millisecond
 		o.WriteTimeout = 50 * time.Millisecond
 	}, nil)
-	dial(t, n, dialOpts{token: is.token(t, 1, "s1", nil)})
+	dial(t, n, dialOpts{token: is.Token(t, 1, "s1", nil)})
 	waitFor(t, "the connection to count", func() bool { return n.s.Connections() == 1 })
 	waitFor(t, "the silent client to be dropped", func() bool { return n.s.Connections() == 0 })
 }
@@ -678,15 +676,15 @@ func TestUnansweredPing(t *testing.T) {
 // and Stop only once.
 func TestStartStop(t *testing.T) {
 	db := storetest.OpenSQLite(t)
-	is := newIssuer(t)
-	s, err := stream.New(stream.Options{DB: db, Bus: newBus(t), Verifier: is.v})
+	is := authtest.New(t)
+	s, err := stream.New(stream.Options{DB: db, Bus: newBus(t), Verifier: is.Verifier()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	n := &node{s: s, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
-	if _, resp, err := tryDial(t, n, dialOpts{token: is.token(t, 1, "s1", nil)}); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
+	if _, resp, err := tryDial(t, n, dialOpts{token: is.Token(t, 1, "s1", nil)}); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("dial before Start: %v", err)
 	}
 	if err := s.Start(t.Context()); err != nil {
