@@ -22,6 +22,8 @@ type Config struct {
 	Bus      Bus      `koanf:"bus"`
 	Blob     Blob     `koanf:"blob"`
 	SSO      SSO      `koanf:"sso"`
+	Chat     Chat     `koanf:"chat"`
+	Files    Files    `koanf:"files"`
 	Modules  Modules  `koanf:"modules"`
 }
 
@@ -98,6 +100,29 @@ type Bus struct {
 	QueueSize      int           `koanf:"queue_size"`
 	Workers        int           `koanf:"workers"`
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
+}
+
+// Chat configures conversations and the per-user event stream.
+type Chat struct {
+	MaxMessageBytes ByteSize `koanf:"max_message_bytes"`
+	// Retention removes message text older than this (a tombstone stays);
+	// 0 keeps everything.
+	Retention time.Duration `koanf:"retention"`
+	// StreamRetention and StreamMaxEvents bound each user's replay log; a
+	// client away longer gets "resync" and reloads over REST.
+	StreamRetention time.Duration `koanf:"stream_retention"`
+	StreamMaxEvents int           `koanf:"stream_max_events"`
+	// OriginPatterns are extra browser origins allowed to open the
+	// WebSocket (same-host origins always are).
+	OriginPatterns []string `koanf:"origin_patterns"`
+}
+
+// Files configures uploads and downloads.
+type Files struct {
+	MaxUploadBytes ByteSize      `koanf:"max_upload_bytes"`
+	PresignTTL     time.Duration `koanf:"presign_ttl"`
+	ThumbnailSize  int           `koanf:"thumbnail_size"`
+	MaxImagePixels int           `koanf:"max_image_pixels"`
 }
 
 // Blob selects where files (attachments, avatars) are kept.

@@ -32,8 +32,10 @@ func Default() Config {
 			ConnMaxLifetime: 5 * time.Minute,
 			MigrateOnStart:  true,
 		},
-		Bus:  Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
-		Blob: Blob{Kind: "local", S3: S3{UseTLS: true, PathStyle: true}},
+		Bus:   Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
+		Blob:  Blob{Kind: "local", S3: S3{UseTLS: true, PathStyle: true}},
+		Chat:  Chat{MaxMessageBytes: 16 << 10, StreamRetention: 30 * 24 * time.Hour, StreamMaxEvents: 10000},
+		Files: Files{MaxUploadBytes: 100 << 20, PresignTTL: 5 * time.Minute, ThumbnailSize: 320, MaxImagePixels: 40_000_000},
 		SSO: SSO{
 			HealthListen:    "127.0.0.1:9100",
 			Issuer:          "elph",

@@ -139,6 +139,22 @@ func (c *Config) Validate() Problems {
 	}
 	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
 	ps = append(ps, c.Blob.validate()...)
+	checkSize(add, "chat.max_message_bytes", c.Chat.MaxMessageBytes, 256, 1<<20)
+	if c.Chat.Retention != 0 {
+		checkDuration(add, "chat.retention", c.Chat.Retention, 24*time.Hour, 100*365*24*time.Hour)
+	}
+	checkDuration(add, "chat.stream_retention", c.Chat.StreamRetention, time.Hour, 365*24*time.Hour)
+	if c.Chat.StreamMaxEvents < 100 || c.Chat.StreamMaxEvents > 10_000_000 {
+		add("chat.stream_max_events", "%d is outside 100..10000000", c.Chat.StreamMaxEvents)
+	}
+	checkSize(add, "files.max_upload_bytes", c.Files.MaxUploadBytes, 1<<10, 64<<30)
+	checkDuration(add, "files.presign_ttl", c.Files.PresignTTL, time.Second, 7*24*time.Hour)
+	if c.Files.ThumbnailSize < 16 || c.Files.ThumbnailSize > 4096 {
+		add("files.thumbnail_size", "%d is outside 16..4096", c.Files.ThumbnailSize)
+	}
+	if c.Files.MaxImagePixels < 1 || c.Files.MaxImagePixels > 500_000_000 {
+		add("files.max_image_pixels", "%d is outside 1..500000000", c.Files.MaxImagePixels)
+	}
 	ps = append(ps, c.SSO.validate(checkListener)...)
 	return ps
 }
