@@ -277,7 +277,7 @@ func (m *Module) EnsureAdmin(ctx context.Context) error {
 		}
 		return fmt.Errorf("create initial admin: %w", err)
 	}
-	m.log.Warn("created the initial admin account", "login", u.Login, "password_generated", generated)
+	m.log.Warn("created the initial admin account", "login", u.Login, "auto_generated", generated)
 	if generated {
 		fmt.Fprintf(m.out, "\n  Initial admin account created.\n    login:    %s\n    password: %s\n  This password is shown only once: change it with `elph user passwd %s`.\n\n", u.Login, pw, u.Login)
 	}
