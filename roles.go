@@ -5,10 +5,13 @@ import (
 	"time"
 
 	"github.com/elph-server/elph/config"
+	"github.com/elph-server/elph/modules/chat"
+	"github.com/elph-server/elph/modules/files"
 	"github.com/elph-server/elph/modules/sso"
 	"github.com/elph-server/elph/modules/webclient"
 	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/module"
+	"github.com/elph-server/elph/platform/stream"
 	"github.com/elph-server/elph/web"
 )
 
@@ -18,6 +21,12 @@ type wiring struct {
 	cfg         *config.Config
 	revocations *auth.Revocations
 	out         io.Writer // the terminal, for one-time messages (a generated admin password)
+
+	// The modules built so far, for the interfaces others ask of them.
+	sso      *sso.Module
+	chat     *chat.Module
+	files    *files.Module
+	verifier *auth.Verifier // without the sso module on this node
 }
 
 func newWiring(cfg *config.Config, out io.Writer) *wiring {
@@ -37,10 +46,52 @@ func (w *wiring) specs() []module.Spec {
 			Name:  sso.Name,
 			Roles: []string{"server"},
 			New: func(d module.Deps) (module.Module, error) {
-				return sso.New(sso.Options{
+				m, err := sso.New(sso.Options{
 					Config: w.cfg.SSO, Log: d.Logger, DB: d.DB, Bus: d.Bus, Metrics: d.Metrics,
 					Revocations: w.revocations, Out: w.out,
 				})
+				w.sso = m
+				return m, err
+			},
+		},
+		{
+			Name:  chat.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				v := w.tokenVerifier(d)
+				st, err := stream.New(stream.Options{
+					DB: d.DB, Bus: d.Bus, Verifier: v, Revocations: w.revocations,
+					Log: d.Logger.With("component", "stream"), Metrics: d.Metrics,
+					Retention: w.cfg.Chat.StreamRetention, MaxPerUser: w.cfg.Chat.StreamMaxEvents,
+					OriginPatterns: w.cfg.Chat.OriginPatterns,
+					// A message's text may grow six-fold when escaped in JSON
+					// (\u003c for <), plus the event around it.
+					MaxEventBytes: 6*int(w.cfg.Chat.MaxMessageBytes) + 32<<10,
+				})
+				if err != nil {
+					return nil, err
+				}
+				m, err := chat.New(chat.Options{
+					Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st, Verifier: v,
+					People: people{store: sso.NewStore(d.DB)}, Files: attachments{files: &w.files},
+					Metrics: d.Metrics, MaxMessageBytes: int(w.cfg.Chat.MaxMessageBytes), Retention: w.cfg.Chat.Retention,
+				})
+				w.chat = m
+				return m, err
+			},
+		},
+		{
+			Name:  files.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				m, err := files.New(files.Options{
+					Log: d.Logger, DB: d.DB, Blob: d.Blob, Verifier: w.tokenVerifier(d),
+					Access: fileAccess{chat: &w.chat}, Metrics: d.Metrics,
+					MaxUploadBytes: int64(w.cfg.Files.MaxUploadBytes), PresignTTL: w.cfg.Files.PresignTTL,
+					ThumbnailSize: w.cfg.Files.ThumbnailSize, MaxImagePixels: w.cfg.Files.MaxImagePixels,
+				})
+				w.files = m
+				return m, err
 			},
 		},
 		{
@@ -51,6 +102,24 @@ func (w *wiring) specs() []module.Spec {
 			},
 		},
 	}
+}
+
+// tokenVerifier is the sso module's verifier, or, on a node that runs
+// modules without sso, one over the signing keys in the shared database.
+// Such a node hears of revoked sessions only through the sso module, so
+// there a revoked session keeps working until its access token expires
+// (sso.access_token_ttl).
+func (w *wiring) tokenVerifier(d module.Deps) *auth.Verifier {
+	if w.sso != nil {
+		return w.sso.Verifier()
+	}
+	if w.verifier == nil {
+		keys := sso.NewTokens(sso.NewStore(d.DB), sso.TokenOptions{
+			Issuer: w.cfg.SSO.Issuer, AccessTTL: w.cfg.SSO.AccessTokenTTL, Rotation: w.cfg.SSO.KeyRotation, Log: d.Logger,
+		})
+		w.verifier = auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuer: w.cfg.SSO.Issuer, Revoked: w.revocations})
+	}
+	return w.verifier
 }
 
 // disabled reports modules switched off with modules.<name>.enabled=false.

@@ -139,7 +139,7 @@ func (c *Config) Validate() Problems {
 	}
 	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
 	ps = append(ps, c.Blob.validate()...)
-	checkSize(add, "chat.max_message_bytes", c.Chat.MaxMessageBytes, 256, 1<<20)
+	checkSize(add, "chat.max_message_bytes", c.Chat.MaxMessageBytes, 256, 128<<10)
 	if c.Chat.Retention != 0 {
 		checkDuration(add, "chat.retention", c.Chat.Retention, 24*time.Hour, 100*365*24*time.Hour)
 	}

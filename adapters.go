@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/elph-server/elph/modules/chat"
+	"github.com/elph-server/elph/modules/files"
+	"github.com/elph-server/elph/modules/sso"
+)
+
+// The small interfaces modules ask of each other, implemented here so no
+// module imports another (DESIGN.md: modules talk through the bus or an
+// interface the wiring hands in).
+
+// people answers chat's "which of these are enabled accounts" from the sso
+// store.
+type people struct{ store *sso.Store }
+
+func (p people) Existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	out := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		u, err := p.store.UserByID(ctx, id)
+		switch {
+		case errors.Is(err, sso.ErrNotFound):
+			out[id] = false
+		case err != nil:
+			return nil, fmt.Errorf("look up user %d: %w", id, err)
+		default:
+			out[id] = !u.Disabled
+		}
+	}
+	return out, nil
+}
+
+// attachments answers chat's "may this user attach this file" from the
+// files module, set once that module is built (nil: attachments refused).
+type attachments struct{ files **files.Module }
+
+func (a attachments) Attachable(ctx context.Context, userID int64, fileID string) (chat.FileRef, error) {
+	if *a.files == nil {
+		return chat.FileRef{}, fmt.Errorf("the files module does not run on this node: %w", chat.ErrFileUnavailable)
+	}
+	r, err := (*a.files).Attachable(ctx, userID, fileID)
+	if errors.Is(err, files.ErrNotFound) {
+		return chat.FileRef{}, fmt.Errorf("file %s: %w", fileID, chat.ErrFileUnavailable)
+	}
+	if err != nil {
+		return chat.FileRef{}, err
+	}
+	return chat.FileRef{ID: r.ID, Name: r.Name, ContentType: r.ContentType, Size: r.Size}, nil
+}
+
+// fileAccess answers files' "may this user read this file" from the chat
+// module (nil chat: only uploaders read their files).
+type fileAccess struct{ chat **chat.Module }
+
+func (f fileAccess) CanReadFile(ctx context.Context, userID int64, fileID string) (bool, error) {
+	if *f.chat == nil {
+		return false, nil
+	}
+	return (*f.chat).CanReadFile(ctx, userID, fileID)
+}
