@@ -110,7 +110,7 @@ func (m *Module) CreateDirect(ctx context.Context, userID, peerID int64) (Conver
 		return ConversationView{}, false, err
 	}
 
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	var id int64
 	err = m.write(ctx, func(t *wtx) error {
 		c := convRow{Kind: KindDirect, DirectKey: sql.NullString{String: key, Valid: true}, CreatedBy: userID, CreatedAt: now, UpdatedAt: now}
@@ -159,7 +159,7 @@ func (m *Module) CreateGroup(ctx context.Context, userID int64, title, avatarRef
 	if err != nil {
 		return ConversationView{}, err
 	}
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	var id int64
 	err = m.write(ctx, func(t *wtx) error {
 		c := convRow{Kind: KindGroup, Title: title, AvatarRef: avatarRef, CreatedBy: userID, CreatedAt: now, UpdatedAt: now}
@@ -324,7 +324,7 @@ func (m *Module) Update(ctx context.Context, userID, convID int64, u Conversatio
 			return ConversationView{}, err
 		}
 	}
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	err := m.write(ctx, func(t *wtx) error {
 		c, me, err := t.enter(convID, userID)
 		if err != nil {
@@ -389,7 +389,7 @@ func (m *Module) AddMembers(ctx context.Context, userID, convID int64, userIDs [
 	if err != nil {
 		return nil, err
 	}
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	var added []Member
 	err = m.write(ctx, func(t *wtx) error {
 		added = nil
@@ -452,7 +452,7 @@ func (m *Module) RemoveMember(ctx context.Context, userID, convID, targetID int6
 	if targetID == userID {
 		return m.Leave(ctx, userID, convID)
 	}
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	return m.write(ctx, func(t *wtx) error {
 		c, me, err := t.enter(convID, userID)
 		if err != nil {
@@ -487,7 +487,7 @@ func (m *Module) RemoveMember(ctx context.Context, userID, convID, targetID int6
 // Leave takes userID out of a group. An owner who leaves hands the group
 // to the longest-standing admin, or else the longest-standing member.
 func (m *Module) Leave(ctx context.Context, userID, convID int64) error {
-	now := dbTime(m.now())
+	now := store.Time(m.now())
 	return m.write(ctx, func(t *wtx) error {
 		c, me, err := t.enter(convID, userID)
 		if err != nil {
@@ -602,7 +602,7 @@ func (m *Module) Mute(ctx context.Context, userID, convID int64, until *time.Tim
 		if err != nil {
 			return err
 		}
-		me.MutedUntil = dbTimePtr(until)
+		me.MutedUntil = store.TimePtr(until)
 		if err := m.store.setMuted(ctx, t.Tx, convID, userID, me.MutedUntil); err != nil {
 			return err
 		}

@@ -102,7 +102,7 @@ func (m *Module) Send(ctx context.Context, userID, convID int64, req SendRequest
 			}
 		}
 		r := row
-		r.CreatedAt = dbTime(m.now())
+		r.CreatedAt = store.Time(m.now())
 		if err := m.store.insertMessage(ctx, t.Tx, &r); err != nil {
 			if m.db.Dialect.IsUniqueViolation(err) {
 				// The same client_id was used in another conversation,
@@ -378,7 +378,7 @@ func (m *Module) Edit(ctx context.Context, userID, convID, msgID int64, req Edit
 		if err != nil {
 			return err
 		}
-		now := dbTime(m.now())
+		now := store.Time(m.now())
 		if err := m.store.editMessage(ctx, t.Tx, msgID, req.Body, now); err != nil {
 			return err
 		}
@@ -537,7 +537,7 @@ func (m *Module) SetPinned(ctx context.Context, userID, convID, msgID int64, pin
 		if c.Kind == KindGroup && rank(me.Role) < rank(RoleAdmin) {
 			return forbiddenf("only the group's admins can pin messages")
 		}
-		now := dbTime(m.now())
+		now := store.Time(m.now())
 		var changed bool
 		if pinned {
 			if r.DeletedAt != nil {

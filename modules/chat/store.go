@@ -33,19 +33,6 @@ func NewStore(db *store.DB) *Store {
 
 func (s *Store) isMySQL() bool { return s.db.Dialect.Name() == store.DriverMySQL }
 
-// dbTime returns t as both databases keep it: UTC, microseconds.
-func dbTime(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-func dbTimePtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := dbTime(*t)
-	return &v
-}
-
 // directKey is the unique key of the direct conversation of two users.
 func directKey(a, b int64) string {
 	return fmt.Sprintf("%d:%d", min(a, b), max(a, b))
@@ -141,7 +128,7 @@ func (s *Store) insertConversation(ctx context.Context, tx *sqlx.Tx, c *convRow)
 	res, err := tx.ExecContext(ctx, `INSERT INTO chat_conversations
 		(kind, direct_key, title, avatar_ref, created_by, last_message_id, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, 0, ?, ?)`,
-		c.Kind, c.DirectKey, c.Title, c.AvatarRef, c.CreatedBy, dbTime(c.CreatedAt), dbTime(c.UpdatedAt))
+		c.Kind, c.DirectKey, c.Title, c.AvatarRef, c.CreatedBy, store.Time(c.CreatedAt), store.Time(c.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("chat: insert conversation: %w", err)
 	}
@@ -153,7 +140,7 @@ func (s *Store) insertConversation(ctx context.Context, tx *sqlx.Tx, c *convRow)
 
 func (s *Store) updateConversation(ctx context.Context, tx *sqlx.Tx, c convRow) error {
 	_, err := tx.ExecContext(ctx, "UPDATE chat_conversations SET title = ?, avatar_ref = ?, updated_at = ? WHERE id = ?",
-		c.Title, c.AvatarRef, dbTime(c.UpdatedAt), c.ID)
+		c.Title, c.AvatarRef, store.Time(c.UpdatedAt), c.ID)
 	if err != nil {
 		return fmt.Errorf("chat: update conversation %d: %w", c.ID, err)
 	}
@@ -214,7 +201,7 @@ func (s *Store) memberIDs(ctx context.Context, q sqlx.QueryerContext, convID int
 
 func (s *Store) insertMember(ctx context.Context, tx *sqlx.Tx, m memberRow) error {
 	_, err := tx.ExecContext(ctx, "INSERT INTO chat_members ("+memberColumns+") VALUES (?, ?, ?, ?, ?, ?)",
-		m.ConversationID, m.UserID, m.Role, dbTime(m.JoinedAt), dbTimePtr(m.MutedUntil), m.LastReadMessageID)
+		m.ConversationID, m.UserID, m.Role, store.Time(m.JoinedAt), store.TimePtr(m.MutedUntil), m.LastReadMessageID)
 	if err != nil {
 		return fmt.Errorf("chat: add member %d to %d: %w", m.UserID, m.ConversationID, err)
 	}
@@ -236,7 +223,7 @@ func (s *Store) setRole(ctx context.Context, tx *sqlx.Tx, convID, userID int64, 
 }
 
 func (s *Store) setMuted(ctx context.Context, tx *sqlx.Tx, convID, userID int64, until *time.Time) error {
-	if _, err := tx.ExecContext(ctx, "UPDATE chat_members SET muted_until = ? WHERE conversation_id = ? AND user_id = ?", dbTimePtr(until), convID, userID); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE chat_members SET muted_until = ? WHERE conversation_id = ? AND user_id = ?", store.TimePtr(until), convID, userID); err != nil {
 		return fmt.Errorf("chat: mute %d for %d: %w", convID, userID, err)
 	}
 	return nil
@@ -377,7 +364,7 @@ func (s *Store) insertMessage(ctx context.Context, tx *sqlx.Tx, r *messageRow) e
 		 reply_to_id, forwarded_from_id, forwarded_sender_id, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ConversationID, r.SenderID, r.ClientID, r.Kind, r.Body, store.Fold(r.Body), r.SystemEvent,
-		r.ReplyToID, r.ForwardedFromID, r.ForwardedSenderID, dbTime(r.CreatedAt))
+		r.ReplyToID, r.ForwardedFromID, r.ForwardedSenderID, store.Time(r.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("chat: insert message: %w", err)
 	}
@@ -579,7 +566,7 @@ func (s *Store) insertFiles(ctx context.Context, tx *sqlx.Tx, msgID int64, files
 
 func (s *Store) editMessage(ctx context.Context, tx *sqlx.Tx, msgID int64, body string, at time.Time) error {
 	_, err := tx.ExecContext(ctx, "UPDATE chat_messages SET body = ?, body_folded = ?, edited_at = ? WHERE id = ?",
-		body, store.Fold(body), dbTime(at), msgID)
+		body, store.Fold(body), store.Time(at), msgID)
 	if err != nil {
 		return fmt.Errorf("chat: edit message %d: %w", msgID, err)
 	}
@@ -605,7 +592,7 @@ func (s *Store) tombstone(ctx context.Context, tx *sqlx.Tx, ids []int64, at time
 			err   error
 		)
 		if strings.Contains(stmt, "deleted_at = ?") {
-			query, args, err = sqlx.In(stmt, dbTime(at), ids)
+			query, args, err = sqlx.In(stmt, store.Time(at), ids)
 		} else {
 			query, args, err = sqlx.In(stmt, ids)
 		}
@@ -629,7 +616,7 @@ func (s *Store) hide(ctx context.Context, tx *sqlx.Tx, userID, msgID int64) erro
 // addReaction adds one reaction and reports whether it was new.
 func (s *Store) addReaction(ctx context.Context, tx *sqlx.Tx, msgID, userID int64, emoji string, at time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, s.db.Dialect.InsertIgnore("chat_reactions", []string{"message_id", "user_id", "emoji", "created_at"}),
-		msgID, userID, emoji, dbTime(at))
+		msgID, userID, emoji, store.Time(at))
 	if err != nil {
 		return false, fmt.Errorf("chat: react to %d: %w", msgID, err)
 	}
@@ -664,7 +651,7 @@ func (s *Store) countUserReactions(ctx context.Context, q sqlx.QueryerContext, m
 // pin pins a message and reports whether it was not pinned before.
 func (s *Store) pin(ctx context.Context, tx *sqlx.Tx, convID, msgID, by int64, at time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, s.db.Dialect.InsertIgnore("chat_pins", []string{"conversation_id", "message_id", "pinned_by", "pinned_at"}),
-		convID, msgID, by, dbTime(at))
+		convID, msgID, by, store.Time(at))
 	if err != nil {
 		return false, fmt.Errorf("chat: pin %d: %w", msgID, err)
 	}
@@ -772,7 +759,7 @@ func (s *Store) canReadFile(ctx context.Context, userID int64, fileID string) (b
 func (s *Store) expiredMessages(ctx context.Context, cutoff time.Time, limit int) ([]int64, error) {
 	var ids []int64
 	err := s.db.SelectContext(ctx, &ids, `SELECT id FROM chat_messages
-		WHERE created_at < ? AND deleted_at IS NULL AND kind = 'text' ORDER BY created_at, id LIMIT ?`, dbTime(cutoff), limit)
+		WHERE created_at < ? AND deleted_at IS NULL AND kind = 'text' ORDER BY created_at, id LIMIT ?`, store.Time(cutoff), limit)
 	if err != nil {
 		return nil, fmt.Errorf("chat: expired messages: %w", err)
 	}

@@ -98,7 +98,7 @@ func (s *Store) Insert(ctx context.Context, f *File) error {
 	if nf.CreatedAt.IsZero() {
 		nf.CreatedAt = time.Now()
 	}
-	nf.CreatedAt = nf.CreatedAt.UTC().Truncate(time.Microsecond)
+	nf.CreatedAt = store.Time(nf.CreatedAt)
 	_, err := s.db.ExecContext(ctx, "INSERT INTO files ("+fileColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		nf.ID, nf.OwnerID, nf.Name, nf.Size, nf.ContentType, nf.SHA256, nf.BlobKey,
 		sql.NullString{String: nf.ThumbKey, Valid: nf.ThumbKey != ""},

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/elph-server/elph/platform/store"
@@ -67,22 +66,6 @@ const (
 	maxSessionIDBytes = 64
 	maxKIDBytes       = 64
 )
-
-// dbTime returns t as the database keeps it: UTC, microseconds. Without
-// this SQLite would keep nanoseconds and MySQL round them, and the two
-// would disagree.
-func dbTime(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-// dbTimePtr is dbTime for nullable times.
-func dbTimePtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := dbTime(*t)
-	return &v
-}
 
 // nullIfEmpty stores "" as NULL, for unique columns where many rows may
 // have no value (external_id) and for "not set" (password_hash).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elph-server/elph/platform/store"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -73,7 +74,7 @@ func (s *Store) UpsertDirectoryUser(ctx context.Context, du DirectoryUser, role 
 		Disabled:       du.Disabled,
 		DisabledReason: reason,
 	}
-	now = dbTime(now)
+	now = store.Time(now)
 
 	var (
 		result UpsertResult
@@ -208,7 +209,7 @@ func (s *Store) DisableMissingDirectoryUsers(ctx context.Context, ids []int64, r
 		batch := ids[start:min(start+memberBatch, len(ids))]
 		q, args, err := sqlx.In(`UPDATE users SET disabled = ?, disabled_reason = ?, updated_at = ?
 			WHERE source = ? AND disabled = ? AND id IN (?)`,
-			true, clip(reason, maxTextChars), dbTime(now), SourceLDAP, false, batch)
+			true, clip(reason, maxTextChars), store.Time(now), SourceLDAP, false, batch)
 		if err != nil {
 			return total, fmt.Errorf("sso: disable missing directory users: %w", err)
 		}
@@ -233,7 +234,7 @@ func (s *Store) UpsertGroup(ctx context.Context, g DirectoryGroup, now time.Time
 		return 0, 0, fmt.Errorf("sso: upsert group %q: external id must be 1 to %d bytes", g.Name, maxTextChars)
 	}
 	name, dn := clip(g.Name, maxTextChars), clip(g.DN, maxDNChars)
-	now = dbTime(now)
+	now = store.Time(now)
 
 	var (
 		id     int64

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/elph-server/elph/platform/store"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -27,7 +28,7 @@ func (s *Store) InsertSigningKey(ctx context.Context, k SigningKey) error {
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, private_key, public_key,
 		created_at, retire_at, expire_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.KID, k.Alg, k.Private, k.Public, dbTime(k.CreatedAt), dbTime(k.RetireAt), dbTime(k.ExpireAt))
+		k.KID, k.Alg, k.Private, k.Public, store.Time(k.CreatedAt), store.Time(k.RetireAt), store.Time(k.ExpireAt))
 	if s.db.Dialect.IsUniqueViolation(err) {
 		return fmt.Errorf("sso: insert signing key %s: %w", k.KID, ErrConflict)
 	}
@@ -43,7 +44,7 @@ func (s *Store) InsertSigningKey(ctx context.Context, k SigningKey) error {
 func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]SigningKey, error) {
 	keys := []SigningKey{}
 	err := sqlx.SelectContext(ctx, s.db, &keys, `SELECT kid, alg, private_key, public_key, created_at,
-		retire_at, expire_at FROM signing_keys WHERE expire_at > ? ORDER BY created_at DESC, kid DESC`, dbTime(now))
+		retire_at, expire_at FROM signing_keys WHERE expire_at > ? ORDER BY created_at DESC, kid DESC`, store.Time(now))
 	if err != nil {
 		return nil, fmt.Errorf("sso: signing keys: %w", err)
 	}
@@ -52,7 +53,7 @@ func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]SigningKey, e
 
 // DeleteExpiredKeys deletes the keys expired at now and returns how many.
 func (s *Store) DeleteExpiredKeys(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM signing_keys WHERE expire_at <= ?", dbTime(now))
+	res, err := s.db.ExecContext(ctx, "DELETE FROM signing_keys WHERE expire_at <= ?", store.Time(now))
 	if err != nil {
 		return 0, fmt.Errorf("sso: delete expired signing keys: %w", err)
 	}
@@ -100,7 +101,7 @@ func (s *Store) Failures(ctx context.Context, key string, now time.Time, window 
 	if err != nil {
 		return 0, fmt.Errorf("sso: failures of %q: %w", k, err)
 	}
-	if !dbTime(now).Before(row.WindowStart.Add(window)) {
+	if !store.Time(now).Before(row.WindowStart.Add(window)) {
 		return 0, nil
 	}
 	return row.Count, nil
@@ -120,7 +121,7 @@ func (s *Store) AddFailure(ctx context.Context, key string, now time.Time, windo
 	if window <= 0 {
 		return 0, fmt.Errorf("sso: add failure to %q: window %s is not positive", k, window)
 	}
-	now = dbTime(now)
+	now = store.Time(now)
 	expired := now.Add(-window) // a window that started at or before this has passed
 
 	// store.Dialect.Upsert can only copy the new values; the reset needs an
@@ -166,7 +167,7 @@ func (s *Store) ClearFailures(ctx context.Context, key string) error {
 // now minus the longest window), so addresses seen once do not accumulate.
 // It returns how many it deleted.
 func (s *Store) PurgeFailures(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM login_failures WHERE window_start < ?", dbTime(before))
+	res, err := s.db.ExecContext(ctx, "DELETE FROM login_failures WHERE window_start < ?", store.Time(before))
 	if err != nil {
 		return 0, fmt.Errorf("sso: purge failures: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/elph-server/elph/platform/store"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -41,7 +42,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
 	if ns.LastSeenAt.IsZero() {
 		ns.LastSeenAt = ns.CreatedAt
 	}
-	ns.CreatedAt, ns.LastSeenAt, ns.ExpiresAt = dbTime(ns.CreatedAt), dbTime(ns.LastSeenAt), dbTime(ns.ExpiresAt)
+	ns.CreatedAt, ns.LastSeenAt, ns.ExpiresAt = store.Time(ns.CreatedAt), store.Time(ns.LastSeenAt), store.Time(ns.ExpiresAt)
 	ns.Device = clip(ns.Device, maxTextChars)
 	ns.UserAgent = clip(ns.UserAgent, maxUserAgentChars)
 	ns.IP = clip(ns.IP, maxIPChars)
@@ -107,9 +108,9 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, includeRevoked b
 // TouchSession records that a session was used at now from ip ("" keeps
 // the last address). ErrNotFound when there is no such session.
 func (s *Store) TouchSession(ctx context.Context, id string, now time.Time, ip string) error {
-	q, args := "UPDATE sessions SET last_seen_at = ? WHERE id = ?", []any{dbTime(now), id}
+	q, args := "UPDATE sessions SET last_seen_at = ? WHERE id = ?", []any{store.Time(now), id}
 	if ip != "" {
-		q, args = "UPDATE sessions SET last_seen_at = ?, ip = ? WHERE id = ?", []any{dbTime(now), clip(ip, maxIPChars), id}
+		q, args = "UPDATE sessions SET last_seen_at = ?, ip = ? WHERE id = ?", []any{store.Time(now), clip(ip, maxIPChars), id}
 	}
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err == nil {
@@ -125,7 +126,7 @@ func (s *Store) TouchSession(ctx context.Context, id string, now time.Time, ip s
 // whether it did.
 func revokeSession(ctx context.Context, q sqlx.ExecerContext, id, reason string, now time.Time) (bool, error) {
 	res, err := q.ExecContext(ctx, "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
-		dbTime(now), clip(reason, maxTextChars), id)
+		store.Time(now), clip(reason, maxTextChars), id)
 	if err != nil {
 		return false, err
 	}
@@ -161,7 +162,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID int64, reason str
 		// the returned list true when a session is created meanwhile.
 		for chunk := range slices.Chunk(ids, memberBatch) {
 			q, args, err := sqlx.In("UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id IN (?) AND revoked_at IS NULL",
-				dbTime(now), clip(reason, maxTextChars), chunk)
+				store.Time(now), clip(reason, maxTextChars), chunk)
 			if err != nil {
 				return err
 			}
@@ -204,7 +205,7 @@ func (s *Store) InsertRefreshToken(ctx context.Context, tokenHash, sessionID str
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
 		SELECT ?, id, ?, ? FROM sessions WHERE id = ?`,
-		tokenHash, dbTime(time.Now()), dbTime(expiresAt), sessionID)
+		tokenHash, store.Time(time.Now()), store.Time(expiresAt), sessionID)
 	if s.db.Dialect.IsUniqueViolation(err) {
 		return fmt.Errorf("sso: insert refresh token: %w", ErrConflict)
 	}
@@ -237,7 +238,7 @@ func (s *Store) UseRefreshToken(ctx context.Context, tokenHash string, now time.
 	if !validTokenHash(tokenHash) {
 		return Session{}, fmt.Errorf("sso: use refresh token: %w", ErrNotFound)
 	}
-	now = dbTime(now)
+	now = store.Time(now)
 	var (
 		sess    Session
 		outcome error // the sentinel to return once the transaction is committed
@@ -309,7 +310,7 @@ func (s *Store) UseRefreshToken(ctx context.Context, tokenHash string, now time.
 // more than 30 days before now, with their tokens. It returns how many
 // tokens and sessions it deleted.
 func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
-	now = dbTime(now)
+	now = store.Time(now)
 	res, err := s.db.ExecContext(ctx, "DELETE FROM refresh_tokens WHERE expires_at <= ?", now)
 	if err != nil {
 		return 0, fmt.Errorf("sso: purge refresh tokens: %w", err)

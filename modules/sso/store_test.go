@@ -366,7 +366,7 @@ func TestStoreDirectoryUsers(t *testing.T) {
 		want := User{
 			ID: id, Login: "PPetrov", DisplayName: du.DisplayName, Email: du.Email, Department: "IT",
 			Title: "Engineer", Role: RoleUser, Source: SourceLDAP, ExternalID: du.ExternalID, DN: du.DN,
-			CreatedAt: dbTime(t0), UpdatedAt: dbTime(t0), SyncedAt: dbTimePtr(&t0),
+			CreatedAt: store.Time(t0), UpdatedAt: store.Time(t0), SyncedAt: store.TimePtr(&t0),
 			Phones: []Phone{{Number: "2001", Kind: PhoneExtension}, {Number: "+74957654321", Kind: PhoneWork}},
 		}
 		if !reflect.DeepEqual(u, want) || hash != "" {
@@ -377,7 +377,7 @@ func TestStoreDirectoryUsers(t *testing.T) {
 		t1 := t0.Add(time.Hour)
 		upsert(du, "", t1, UpsertUnchanged)
 		u, _ = s.UserByID(ctx, id)
-		if !u.UpdatedAt.Equal(dbTime(t0)) || u.SyncedAt == nil || !u.SyncedAt.Equal(dbTime(t1)) {
+		if !u.UpdatedAt.Equal(store.Time(t0)) || u.SyncedAt == nil || !u.SyncedAt.Equal(store.Time(t1)) {
 			t.Errorf("after unchanged upsert: updated %v, synced %v; want %v, %v", u.UpdatedAt, u.SyncedAt, t0, t1)
 		}
 
@@ -391,7 +391,7 @@ func TestStoreDirectoryUsers(t *testing.T) {
 			t.Errorf("old login after rename: %v, want ErrNotFound", err)
 		}
 		u, _, err = s.UserByLogin(ctx, "PETROV.P")
-		if err != nil || u.ID != id || u.Title != "Lead" || !u.UpdatedAt.Equal(dbTime(t2)) {
+		if err != nil || u.ID != id || u.Title != "Lead" || !u.UpdatedAt.Equal(store.Time(t2)) {
 			t.Errorf("renamed user = %+v, %v", u, err)
 		}
 
@@ -601,7 +601,7 @@ func TestStoreGroups(t *testing.T) {
 			t.Errorf("groups of a = %v", got)
 		}
 		groups, _ := s.UserGroups(ctx, b.ID)
-		wantDev := Group{ID: devID, ExternalID: "grp-dev", Name: "Development", DN: dev.DN, UpdatedAt: dbTime(t0.Add(2 * time.Hour))}
+		wantDev := Group{ID: devID, ExternalID: "grp-dev", Name: "Development", DN: dev.DN, UpdatedAt: store.Time(t0.Add(2 * time.Hour))}
 		if len(groups) != 1 || !reflect.DeepEqual(groups[0], wantDev) {
 			t.Errorf("groups of b = %+v, want [%+v]", groups, wantDev)
 		}
@@ -659,7 +659,7 @@ func TestStoreSessions(t *testing.T) {
 		if err := s.CreateSession(ctx, &s1); err != nil {
 			t.Fatal(err)
 		}
-		if s1.UserAgent != strings.Repeat("я", maxUserAgentChars) || !s1.LastSeenAt.Equal(dbTime(t0)) || s1.CreatedAt.Location() != time.UTC {
+		if s1.UserAgent != strings.Repeat("я", maxUserAgentChars) || !s1.LastSeenAt.Equal(store.Time(t0)) || s1.CreatedAt.Location() != time.UTC {
 			t.Errorf("stored session: UA %d chars, last seen %v", len([]rune(s1.UserAgent)), s1.LastSeenAt)
 		}
 		got, err := s.SessionByID(ctx, "s1")
@@ -715,7 +715,7 @@ func TestStoreSessions(t *testing.T) {
 		if err := s.TouchSession(ctx, "s1", t0.Add(time.Hour), ""); err != nil {
 			t.Fatalf("TouchSession with the same time: %v", err)
 		}
-		if got, _ := s.SessionByID(ctx, "s1"); !got.LastSeenAt.Equal(dbTime(t0.Add(time.Hour))) || got.IP != "198.51.100.7" {
+		if got, _ := s.SessionByID(ctx, "s1"); !got.LastSeenAt.Equal(store.Time(t0.Add(time.Hour))) || got.IP != "198.51.100.7" {
 			t.Errorf("touched session: last seen %v, ip %q", got.LastSeenAt, got.IP)
 		}
 		if got := ids(false); !slices.Equal(got, []string{"s1", "s2"}) {
@@ -732,7 +732,7 @@ func TestStoreSessions(t *testing.T) {
 		if ok, err := s.RevokeSession(ctx, "s1", "again", tr.Add(time.Hour)); err != nil || ok {
 			t.Errorf("RevokeSession again = %v, %v; want false", ok, err)
 		}
-		if got, _ := s.SessionByID(ctx, "s1"); got.RevokedAt == nil || !got.RevokedAt.Equal(dbTime(tr)) || got.RevokedReason != "logout" {
+		if got, _ := s.SessionByID(ctx, "s1"); got.RevokedAt == nil || !got.RevokedAt.Equal(store.Time(tr)) || got.RevokedReason != "logout" {
 			t.Errorf("revoked session: at %v, reason %q", got.RevokedAt, got.RevokedReason)
 		}
 		if _, err := s.RevokeSession(ctx, "nope", "x", tr); !errors.Is(err, ErrNotFound) {
@@ -801,7 +801,7 @@ func TestStoreRefreshTokens(t *testing.T) {
 			if !errors.Is(err, ErrRefreshReused) || sess.ID != "rot" {
 				t.Fatalf("reuse = %+v, %v; want the session and ErrRefreshReused", sess, err)
 			}
-			if sess.RevokedAt == nil || !sess.RevokedAt.Equal(dbTime(reuseAt)) || sess.RevokedReason != "refresh token reused" {
+			if sess.RevokedAt == nil || !sess.RevokedAt.Equal(store.Time(reuseAt)) || sess.RevokedReason != "refresh token reused" {
 				t.Errorf("returned session not revoked: %v %q", sess.RevokedAt, sess.RevokedReason)
 			}
 			stored, _ := s.SessionByID(ctx, "rot")
@@ -983,7 +983,7 @@ func TestStoreSigningKeys(t *testing.T) {
 			t.Error("key without private part accepted")
 		}
 		norm := func(k SigningKey) SigningKey {
-			k.CreatedAt, k.RetireAt, k.ExpireAt = dbTime(k.CreatedAt), dbTime(k.RetireAt), dbTime(k.ExpireAt)
+			k.CreatedAt, k.RetireAt, k.ExpireAt = store.Time(k.CreatedAt), store.Time(k.RetireAt), store.Time(k.ExpireAt)
 			return k
 		}
 		tests := []struct {

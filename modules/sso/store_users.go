@@ -183,7 +183,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User, passwordHash string) er
 	if u.Disabled {
 		reason = clip(u.DisabledReason, maxTextChars)
 	}
-	now := dbTime(time.Now())
+	now := store.Time(time.Now())
 	nu := *u
 	nu.Login, nu.Role, nu.Source, nu.Phones = login, role, source, phones
 	nu.DisplayName = clip(u.DisplayName, maxTextChars)
@@ -194,7 +194,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User, passwordHash string) er
 	nu.DN = clip(u.DN, maxDNChars)
 	nu.DisabledReason = reason
 	nu.CreatedAt, nu.UpdatedAt = now, now
-	nu.SyncedAt = dbTimePtr(u.SyncedAt)
+	nu.SyncedAt = store.TimePtr(u.SyncedAt)
 
 	err = s.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		id, err := s.insertUser(ctx, tx, &nu, key, passwordHash)
@@ -402,7 +402,7 @@ func (s *Store) ListUsers(ctx context.Context, o ListUsersOptions) ([]User, erro
 // updateUser runs "UPDATE users SET <set>, updated_at = now WHERE id = ?"
 // and returns ErrNotFound when there is no such user.
 func (s *Store) updateUser(ctx context.Context, userID int64, set string, args ...any) error {
-	args = append(args, dbTime(time.Now()), userID)
+	args = append(args, store.Time(time.Now()), userID)
 	res, err := s.db.ExecContext(ctx, "UPDATE users SET "+set+", updated_at = ? WHERE id = ?", args...)
 	if err != nil {
 		return err

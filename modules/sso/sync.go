@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/elph-server/elph/platform/bus"
+	"github.com/elph-server/elph/platform/store"
 )
 
 // SyncOptions tune one directory sync.
@@ -56,7 +57,7 @@ func (m *Module) SyncDirectory(ctx context.Context, o SyncOptions) (SyncSummary,
 	}
 	defer m.syncLock.Unlock()
 
-	sum := SyncSummary{DryRun: o.DryRun, Started: m.now().UTC().Truncate(time.Microsecond)}
+	sum := SyncSummary{DryRun: o.DryRun, Started: store.Time(m.now())}
 	known, err := m.directoryAccounts(ctx)
 	if err != nil {
 		return sum, err

@@ -73,7 +73,7 @@ func (s *Stream) AppendTx(ctx context.Context, tx *sqlx.Tx, userIDs []int64, typ
 	if len(users) > 0 && users[0] <= 0 {
 		return nil, fmt.Errorf("%w: user id %d", ErrInvalidEvent, users[0])
 	}
-	p := &pending{s: s, typ: typ, data: raw, time: dbTime(s.now()), seqs: make(map[int64]int64, len(users))}
+	p := &pending{s: s, typ: typ, data: raw, time: store.Time(s.now()), seqs: make(map[int64]int64, len(users))}
 	for chunk := range slices.Chunk(users, batchUsers) {
 		if err := s.appendChunk(ctx, tx, chunk, p); err != nil {
 			return nil, err
@@ -303,7 +303,7 @@ func (s *Stream) Purge(ctx context.Context) (int, error) {
 		UserID int64 `db:"user_id"`
 		Max    int64 `db:"max_seq"`
 	}
-	cutoff := dbTime(s.now().Add(-s.o.Retention))
+	cutoff := store.Time(s.now().Add(-s.o.Retention))
 	err := s.db.SelectContext(ctx, &old,
 		"SELECT user_id, MAX(seq) AS max_seq FROM stream_events WHERE created_at < ? GROUP BY user_id", cutoff)
 	if err != nil {
@@ -349,12 +349,6 @@ func (s *Stream) Purge(ctx context.Context) (int, error) {
 		total += int(n)
 	}
 	return total, nil
-}
-
-// dbTime is t as both databases keep it: UTC, microseconds, so an event
-// read back equals the event sent live.
-func dbTime(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
 }
 
 func placeholders(n int) string {
