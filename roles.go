@@ -7,6 +7,7 @@ import (
 	"github.com/elph-server/elph/config"
 	"github.com/elph-server/elph/modules/chat"
 	"github.com/elph-server/elph/modules/files"
+	"github.com/elph-server/elph/modules/history"
 	"github.com/elph-server/elph/modules/sso"
 	"github.com/elph-server/elph/modules/webclient"
 	"github.com/elph-server/elph/platform/auth"
@@ -27,6 +28,7 @@ type wiring struct {
 	chat     *chat.Module
 	files    *files.Module
 	verifier *auth.Verifier // without the sso module on this node
+	stream   *stream.Stream // every module appends to the one per-user stream
 }
 
 func newWiring(cfg *config.Config, out io.Writer) *wiring {
@@ -59,15 +61,7 @@ func (w *wiring) specs() []module.Spec {
 			Roles: []string{"server"},
 			New: func(d module.Deps) (module.Module, error) {
 				v := w.tokenVerifier(d)
-				st, err := stream.New(stream.Options{
-					DB: d.DB, Bus: d.Bus, Verifier: v, Revocations: w.revocations,
-					Log: d.Logger.With("component", "stream"), Metrics: d.Metrics,
-					Retention: w.cfg.Chat.StreamRetention, MaxPerUser: w.cfg.Chat.StreamMaxEvents,
-					OriginPatterns: w.cfg.Chat.OriginPatterns,
-					// A message's text may grow six-fold when escaped in JSON
-					// (\u003c for <), plus the event around it.
-					MaxEventBytes: 6*int(w.cfg.Chat.MaxMessageBytes) + 32<<10,
-				})
+				st, err := w.userStream(d)
 				if err != nil {
 					return nil, err
 				}
@@ -95,6 +89,22 @@ func (w *wiring) specs() []module.Spec {
 			},
 		},
 		{
+			Name:  history.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				// The chat module starts and stops the stream; without chat
+				// on this node history records calls but sends no live events.
+				var st *stream.Stream
+				if w.chat != nil {
+					st = w.stream
+				}
+				return history.New(history.Options{
+					Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st, Verifier: w.tokenVerifier(d),
+					Metrics: d.Metrics, Retention: w.cfg.History.Retention,
+				})
+			},
+		},
+		{
 			Name:  webclient.Name,
 			Roles: []string{"server"},
 			New: func(module.Deps) (module.Module, error) {
@@ -102,6 +112,25 @@ func (w *wiring) specs() []module.Spec {
 			},
 		},
 	}
+}
+
+// userStream is the node's per-user event stream, made once. The chat
+// module serves its WebSocket and owns its lifecycle.
+func (w *wiring) userStream(d module.Deps) (*stream.Stream, error) {
+	if w.stream != nil {
+		return w.stream, nil
+	}
+	st, err := stream.New(stream.Options{
+		DB: d.DB, Bus: d.Bus, Verifier: w.tokenVerifier(d), Revocations: w.revocations,
+		Log: d.Logger.With("component", "stream"), Metrics: d.Metrics,
+		Retention: w.cfg.Chat.StreamRetention, MaxPerUser: w.cfg.Chat.StreamMaxEvents,
+		OriginPatterns: w.cfg.Chat.OriginPatterns,
+		// A message's text may grow six-fold when escaped in JSON
+		// (\u003c for <), plus the event around it.
+		MaxEventBytes: 6*int(w.cfg.Chat.MaxMessageBytes) + 32<<10,
+	})
+	w.stream = st
+	return st, err
 }
 
 // tokenVerifier is the sso module's verifier, or, on a node that runs

@@ -24,6 +24,7 @@ type Config struct {
 	SSO      SSO      `koanf:"sso"`
 	Chat     Chat     `koanf:"chat"`
 	Files    Files    `koanf:"files"`
+	History  History  `koanf:"history"`
 	Modules  Modules  `koanf:"modules"`
 }
 
@@ -123,6 +124,12 @@ type Files struct {
 	PresignTTL     time.Duration `koanf:"presign_ttl"`
 	ThumbnailSize  int           `koanf:"thumbnail_size"`
 	MaxImagePixels int           `koanf:"max_image_pixels"`
+}
+
+// History configures call records.
+type History struct {
+	// Retention removes call records older than this; 0 keeps them.
+	Retention time.Duration `koanf:"retention"`
 }
 
 // Blob selects where files (attachments, avatars) are kept.

@@ -147,6 +147,9 @@ func (c *Config) Validate() Problems {
 	if c.Chat.StreamMaxEvents < 100 || c.Chat.StreamMaxEvents > 10_000_000 {
 		add("chat.stream_max_events", "%d is outside 100..10000000", c.Chat.StreamMaxEvents)
 	}
+	if c.History.Retention != 0 {
+		checkDuration(add, "history.retention", c.History.Retention, time.Hour, 100*365*24*time.Hour)
+	}
 	checkSize(add, "files.max_upload_bytes", c.Files.MaxUploadBytes, 1<<10, 64<<30)
 	checkDuration(add, "files.presign_ttl", c.Files.PresignTTL, time.Second, 7*24*time.Hour)
 	if c.Files.ThumbnailSize < 16 || c.Files.ThumbnailSize > 4096 {
