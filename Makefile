@@ -27,6 +27,7 @@ test:
 bench: build
 	$(GO) run ./bench/coldstart -bin ./$(BIN)
 	$(GO) run ./bench/sso -bin ./$(BIN)
+	$(GO) run ./bench/chat -bin ./$(BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
