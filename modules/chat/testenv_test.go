@@ -8,24 +8,21 @@ package chat
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/elph-server/elph/platform/auth"
+	"github.com/elph-server/elph/platform/auth/authtest"
 	"github.com/elph-server/elph/platform/bus"
 	"github.com/elph-server/elph/platform/httpx"
 	"github.com/elph-server/elph/platform/store"
@@ -34,52 +31,10 @@ import (
 )
 
 const (
-	testIssuer = "elph-test"
-	testKID    = "k1"
 	// wait bounds every wait as a safety net against hangs; no test relies
 	// on it to pass.
 	wait = 30 * time.Second
 )
-
-// keySet is a fixed auth.KeySet.
-type keySet map[string]ed25519.PublicKey
-
-func (k keySet) PublicKey(kid string) (ed25519.PublicKey, bool) {
-	p, ok := k[kid]
-	return p, ok
-}
-
-// issuer signs access tokens the way the sso module does.
-type issuer struct {
-	priv ed25519.PrivateKey
-	v    *auth.Verifier
-}
-
-func newIssuer() *issuer {
-	priv := ed25519.NewKeyFromSeed([]byte(strings.Repeat("c", ed25519.SeedSize)))
-	return &issuer{priv: priv, v: auth.NewVerifier(auth.VerifierOptions{
-		Keys: keySet{testKID: priv.Public().(ed25519.PublicKey)}, Issuer: testIssuer,
-	})}
-}
-
-func (is *issuer) token(t testing.TB, userID int64) string {
-	t.Helper()
-	now := time.Now()
-	c := auth.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: testIssuer, Subject: strconv.FormatInt(userID, 10), ID: fmt.Sprintf("jti-%d", userID),
-			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		},
-		SessionID: fmt.Sprintf("s-%d", userID), Login: fmt.Sprintf("user%d", userID), Role: "user",
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	tok.Header["kid"] = testKID
-	s, err := tok.SignedString(is.priv)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return s
-}
 
 // people knows users 1..999 except the disabled ones.
 type people struct {
@@ -145,7 +100,7 @@ type env struct {
 	bus    *bus.Memory
 	stream *stream.Stream
 	mod    *Module
-	is     *issuer
+	is     *authtest.Signer
 	people *people
 	files  *files
 	clock  *testClock
@@ -162,7 +117,7 @@ type envOptions struct {
 func newEnv(t *testing.T, db *store.DB, o envOptions) *env {
 	t.Helper()
 	e := &env{
-		t: t, db: db, is: newIssuer(), people: &people{disabled: map[int64]bool{}},
+		t: t, db: db, is: authtest.New(t), people: &people{disabled: map[int64]bool{}},
 		files: &files{owner: map[string]int64{}}, reg: prometheus.NewRegistry(),
 		clock: &testClock{now: time.Now().UTC().Truncate(time.Second)},
 	}
@@ -181,13 +136,13 @@ func newEnv(t *testing.T, db *store.DB, o envOptions) *env {
 	})
 	// The event limit the wiring sets: a 16 KiB body may take 6 times that
 	// in JSON.
-	e.stream, err = stream.New(stream.Options{DB: db, Bus: b, Verifier: e.is.v, Log: log, Metrics: e.reg, PurgeInterval: -1,
+	e.stream, err = stream.New(stream.Options{DB: db, Bus: b, Verifier: e.is.Verifier(), Log: log, Metrics: e.reg, PurgeInterval: -1,
 		MaxEventBytes: 6*DefaultMaxMessageBytes + 32<<10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Log: log, DB: db, Bus: b, Stream: e.stream, Verifier: e.is.v, People: e.people, Files: e.files,
+		Log: log, DB: db, Bus: b, Stream: e.stream, Verifier: e.is.Verifier(), People: e.people, Files: e.files,
 		Metrics: e.reg, Now: e.clock.Now, Retention: o.retention,
 	}
 	if o.noFiles {
@@ -230,7 +185,7 @@ func (e *env) token(user int64) string {
 	if v, ok := e.tokens.Load(user); ok {
 		return v.(string)
 	}
-	tok := e.is.token(e.t, user)
+	tok := e.is.Token(e.t, user, fmt.Sprintf("s-%d", user), nil)
 	e.tokens.Store(user, tok)
 	return tok
 }

@@ -207,7 +207,7 @@ func TestUploadInterrupted(t *testing.T) {
 		}
 		defer conn.Close()
 		fmt.Fprintf(conn, "POST /files/v1/files?name=half.bin HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n",
-			e.iss.token(t, owner))
+			e.iss.Token(t, owner, fmt.Sprintf("s-%d", owner), nil))
 		conn.Write(make([]byte, 500))
 		// The client is gone for writing: the server's read ends early.
 		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/elph-server/elph/modules/files"
+	"github.com/elph-server/elph/platform/auth/authtest"
 	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/store"
 )
@@ -19,7 +20,7 @@ func TestNewChecksOptions(t *testing.T) {
 	}
 	valid := func() files.Options {
 		// New does no I/O: an unopened DB is enough to construct.
-		return files.Options{DB: &store.DB{}, Blob: local, Verifier: newIssuer().v}
+		return files.Options{DB: &store.DB{}, Blob: local, Verifier: authtest.New(t).Verifier()}
 	}
 	tests := []struct {
 		name    string

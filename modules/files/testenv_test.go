@@ -10,7 +10,6 @@ package files_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -22,18 +21,16 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/elph-server/elph/modules/files"
-	"github.com/elph-server/elph/platform/auth"
+	"github.com/elph-server/elph/platform/auth/authtest"
 	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/blob/blobtest"
 	"github.com/elph-server/elph/platform/httpx"
@@ -42,8 +39,6 @@ import (
 )
 
 const (
-	testIssuer = "elph-test"
-	testKID    = "k1"
 	// testMaxUpload is the modules's upload limit in the tests: above the
 	// router's default body limit (64 KiB), so uploads prove that the
 	// route raises it.
@@ -57,53 +52,6 @@ const (
 	friend   int64 = 3 // the fake Access lets them read what they are granted
 	broken   int64 = 4 // the fake Access fails for them
 )
-
-// keySet is a fixed auth.KeySet.
-type keySet map[string]ed25519.PublicKey
-
-func (k keySet) PublicKey(kid string) (ed25519.PublicKey, bool) {
-	p, ok := k[kid]
-	return p, ok
-}
-
-// issuer signs access tokens the way the sso module does.
-type issuer struct {
-	priv ed25519.PrivateKey
-	v    *auth.Verifier
-}
-
-func newIssuer() *issuer {
-	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte("f"), ed25519.SeedSize))
-	return &issuer{priv: priv, v: auth.NewVerifier(auth.VerifierOptions{
-		Keys: keySet{testKID: priv.Public().(ed25519.PublicKey)}, Issuer: testIssuer,
-	})}
-}
-
-// token returns an access token of userID, valid for an hour.
-func (is *issuer) token(t testing.TB, userID int64) string {
-	t.Helper()
-	now := time.Now()
-	c := auth.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    testIssuer,
-			Subject:   strconv.FormatInt(userID, 10),
-			ID:        "jti-" + strconv.FormatInt(userID, 10),
-			IssuedAt:  jwt.NewNumericDate(now),
-			NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		},
-		SessionID: "sid-" + strconv.FormatInt(userID, 10),
-		Login:     "user" + strconv.FormatInt(userID, 10),
-		Role:      "user",
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	tok.Header["kid"] = testKID
-	s, err := tok.SignedString(is.priv)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return s
-}
 
 // fakeAccess stands in for the chat module: it lets a user read the files
 // a test granted them, and fails for the user broken.
@@ -149,7 +97,7 @@ type env struct {
 	access  *fakeAccess
 	reg     *prometheus.Registry
 	srv     *httptest.Server
-	iss     *issuer
+	iss     *authtest.Signer
 	// client does not follow redirects, so tests see them.
 	client *http.Client
 
@@ -178,7 +126,7 @@ func forEachEnv(t *testing.T, o envOptions, fn func(t *testing.T, e *env)) {
 
 func newEnv(t *testing.T, db *store.DB, backend string, gw *blobtest.Server, o envOptions) *env {
 	t.Helper()
-	e := &env{backend: backend, db: db, reg: prometheus.NewRegistry(), iss: newIssuer()}
+	e := &env{backend: backend, db: db, reg: prometheus.NewRegistry(), iss: authtest.New(t)}
 	switch backend {
 	case "local":
 		e.localDir = filepath.Join(t.TempDir(), "blobs")
@@ -198,7 +146,7 @@ func newEnv(t *testing.T, db *store.DB, backend string, gw *blobtest.Server, o e
 		e.blob = s
 	}
 	opts := files.Options{
-		Log: storetest.Logger(t), DB: db, Blob: e.blob, Verifier: e.iss.v, Metrics: e.reg,
+		Log: storetest.Logger(t), DB: db, Blob: e.blob, Verifier: e.iss.Verifier(), Metrics: e.reg,
 		MaxUploadBytes: testMaxUpload,
 	}
 	if !o.noAccess {
@@ -309,7 +257,7 @@ func (e *env) do(t testing.TB, rq request) response {
 		t.Fatal(err)
 	}
 	if rq.user != 0 {
-		req.Header.Set("Authorization", "Bearer "+e.iss.token(t, rq.user))
+		req.Header.Set("Authorization", "Bearer "+e.iss.Token(t, rq.user, fmt.Sprintf("s-%d", rq.user), nil))
 	}
 	for k, v := range rq.header {
 		req.Header.Set(k, v)
