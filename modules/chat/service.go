@@ -167,7 +167,7 @@ func (m *Module) Start(ctx context.Context) error {
 	m.cancel = cancel
 	m.mu.Unlock()
 	if m.retain > 0 {
-		m.wg.Go(func() { m.purgeLoop(loopCtx) })
+		m.wg.Go(func() { module.Every(loopCtx, purgeInterval, m.log, "chat retention", m.purge) })
 	}
 	return nil
 }
@@ -184,23 +184,13 @@ func (m *Module) Stop(ctx context.Context) error {
 	return m.stream.Stop(ctx)
 }
 
-func (m *Module) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(purgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := m.Purge(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				m.log.Error("chat retention failed", "err", err)
-			case n > 0:
-				m.log.Info("chat retention emptied old messages", "messages", n)
-			}
-		}
+// purge runs the retention policy once, for module.Every.
+func (m *Module) purge(ctx context.Context) error {
+	n, err := m.Purge(ctx)
+	if n > 0 {
+		m.log.Info("chat retention emptied old messages", "messages", n)
 	}
+	return err
 }
 
 // Purge applies the retention policy: text messages older than Retention

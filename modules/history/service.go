@@ -170,7 +170,7 @@ func (m *Module) Start(ctx context.Context) error {
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	if m.retain > 0 {
-		m.wg.Go(func() { m.purgeLoop(loopCtx) })
+		m.wg.Go(func() { module.Every(loopCtx, purgeInterval, m.log, "history retention", m.purge) })
 	}
 	return nil
 }
@@ -198,23 +198,13 @@ func (m *Module) Stop(ctx context.Context) error {
 	}
 }
 
-func (m *Module) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(purgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := m.Purge(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				m.log.Error("history retention failed", "err", err)
-			case n > 0:
-				m.log.Info("history retention deleted old call records", "records", n)
-			}
-		}
+// purge runs the retention policy once, for module.Every.
+func (m *Module) purge(ctx context.Context) error {
+	n, err := m.Purge(ctx)
+	if n > 0 {
+		m.log.Info("history retention deleted old call records", "records", n)
 	}
+	return err
 }
 
 // Purge deletes the records that started longer ago than Retention and

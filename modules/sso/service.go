@@ -152,10 +152,10 @@ func (m *Module) Start(ctx context.Context) error {
 	m.mu.Lock()
 	m.cancel = cancel
 	m.mu.Unlock()
-	m.every(loopCtx, time.Minute, "signing keys", m.rotateKeys)
-	m.every(loopCtx, time.Hour, "purge", m.purge)
+	m.runEvery(loopCtx, time.Minute, "signing keys", m.rotateKeys)
+	m.runEvery(loopCtx, time.Hour, "purge", m.purge)
 	if m.dir != nil && m.cfg.LDAP.SyncInterval > 0 {
-		m.every(loopCtx, m.cfg.LDAP.SyncInterval, "directory sync", func(ctx context.Context) error {
+		m.runEvery(loopCtx, m.cfg.LDAP.SyncInterval, "directory sync", func(ctx context.Context) error {
 			_, err := m.SyncDirectory(ctx, SyncOptions{})
 			return err
 		})
@@ -180,25 +180,9 @@ func (m *Module) Stop(ctx context.Context) error {
 	return nil
 }
 
-// every runs fn at each interval until ctx ends; failures are logged and
-// retried at the next tick.
-func (m *Module) every(ctx context.Context, interval time.Duration, what string, fn func(context.Context) error) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := fn(ctx); err != nil && ctx.Err() == nil {
-					m.log.Error(what+" failed", "err", err)
-				}
-			}
-		}
-	}()
+// runEvery starts a background job that Stop waits for.
+func (m *Module) runEvery(ctx context.Context, interval time.Duration, what string, fn func(context.Context) error) {
+	m.wg.Go(func() { module.Every(ctx, interval, m.log, what, fn) })
 }
 
 func (m *Module) rotateKeys(ctx context.Context) error {

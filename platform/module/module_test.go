@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 type fake struct {
@@ -118,5 +119,42 @@ func TestSelect(t *testing.T) {
 				t.Errorf("got %v, %v; want %v", names(got), err, tt.want)
 			}
 		})
+	}
+}
+
+func TestEveryRunsUntilCancelledAndLogsFailures(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	runs := make(chan int, 10)
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		Every(ctx, time.Millisecond, log, "job", func(context.Context) error {
+			n++
+			runs <- n
+			if n == 2 {
+				return errors.New("boom")
+			}
+			return nil
+		})
+		close(done)
+	}()
+	for got := range runs {
+		if got == 3 {
+			break
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after cancel")
+	}
+	if !strings.Contains(buf.String(), `msg="job failed" err=boom`) {
+		t.Errorf("failure not logged: %q", buf.String())
+	}
+	if strings.Count(buf.String(), "failed") != 1 {
+		t.Errorf("only the failing run is logged: %q", buf.String())
 	}
 }
