@@ -188,8 +188,8 @@ func (m *Module) attachable(ctx context.Context, userID int64, ids []string) ([]
 			return nil, fmt.Errorf("chat: file %s: %w", id, err)
 		}
 		f.ID = id
-		f.Name = clipRunes(strings.ToValidUTF8(f.Name, "\uFFFD"), 255)
-		f.ContentType = clipRunes(strings.ToValidUTF8(f.ContentType, "\uFFFD"), 255)
+		f.Name = store.Clip(f.Name, 255)
+		f.ContentType = store.Clip(f.ContentType, 255)
 		out = append(out, f)
 	}
 	return out, nil
@@ -218,13 +218,6 @@ func (m *Module) forwardSource(ctx context.Context, userID, msgID int64) (messag
 		return messageRow{}, nil, err
 	}
 	return src, msgs[0].Files, nil
-}
-
-func clipRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n])
 }
 
 // HistoryQuery selects a page of history: the messages before a message

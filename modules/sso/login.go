@@ -242,8 +242,8 @@ func (m *Module) openSession(ctx context.Context, user User, req LoginRequest, n
 	}
 	sess := Session{
 		ID: sid, UserID: user.ID,
-		Device:    clip(strings.TrimSpace(req.Device), maxDeviceLen),
-		UserAgent: clip(req.UserAgent, maxAgentLen),
+		Device:    store.Clip(strings.TrimSpace(req.Device), maxDeviceLen),
+		UserAgent: store.Clip(req.UserAgent, maxAgentLen),
 		IP:        req.IP.String(),
 		CreatedAt: now, LastSeenAt: now,
 		ExpiresAt: now.Add(m.cfg.SessionMaxAge),
@@ -337,4 +337,4 @@ func reasonLabel(reason string) string {
 	return "other"
 }
 
-func clipLog(s string) string { return clip(s, 64) }
+func clipLog(s string) string { return store.Clip(s, 64) }

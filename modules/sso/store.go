@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/elph-server/elph/platform/store"
 )
@@ -71,21 +69,6 @@ const (
 // have no value (external_id) and for "not set" (password_hash).
 func nullIfEmpty(s string) sql.NullString {
 	return sql.NullString{String: s, Valid: s != ""}
-}
-
-// clip makes s valid UTF-8 (MySQL refuses invalid bytes in utf8mb4
-// columns) and cuts it to at most n characters.
-func clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	i := 0
-	for range n {
-		_, size := utf8.DecodeRuneInString(s[i:])
-		i += size
-	}
-	return s[:i]
 }
 
 // affectedOrMissing turns an UPDATE that changed no row into ErrNotFound

@@ -56,21 +56,21 @@ func (s *Store) UpsertDirectoryUser(ctx context.Context, du DirectoryUser, role 
 	phones, _ := normalizePhones(du.Phones, true)
 	reason := ""
 	if du.Disabled {
-		reason = clip(du.DisabledReason, maxTextChars)
+		reason = store.Clip(du.DisabledReason, maxTextChars)
 		if reason == "" {
 			reason = "disabled"
 		}
 	}
 	want := User{
 		Login:          login,
-		DisplayName:    clip(du.DisplayName, maxTextChars),
-		Email:          clip(du.Email, maxTextChars),
-		Department:     clip(du.Department, maxTextChars),
-		Title:          clip(du.Title, maxTextChars),
+		DisplayName:    store.Clip(du.DisplayName, maxTextChars),
+		Email:          store.Clip(du.Email, maxTextChars),
+		Department:     store.Clip(du.Department, maxTextChars),
+		Title:          store.Clip(du.Title, maxTextChars),
 		Role:           role,
 		Source:         SourceLDAP,
 		ExternalID:     extID,
-		DN:             clip(du.DN, maxDNChars),
+		DN:             store.Clip(du.DN, maxDNChars),
 		Disabled:       du.Disabled,
 		DisabledReason: reason,
 	}
@@ -209,7 +209,7 @@ func (s *Store) DisableMissingDirectoryUsers(ctx context.Context, ids []int64, r
 		batch := ids[start:min(start+memberBatch, len(ids))]
 		q, args, err := sqlx.In(`UPDATE users SET disabled = ?, disabled_reason = ?, updated_at = ?
 			WHERE source = ? AND disabled = ? AND id IN (?)`,
-			true, clip(reason, maxTextChars), store.Time(now), SourceLDAP, false, batch)
+			true, store.Clip(reason, maxTextChars), store.Time(now), SourceLDAP, false, batch)
 		if err != nil {
 			return total, fmt.Errorf("sso: disable missing directory users: %w", err)
 		}
@@ -233,7 +233,7 @@ func (s *Store) UpsertGroup(ctx context.Context, g DirectoryGroup, now time.Time
 	if extID == "" || len(extID) > maxTextChars {
 		return 0, 0, fmt.Errorf("sso: upsert group %q: external id must be 1 to %d bytes", g.Name, maxTextChars)
 	}
-	name, dn := clip(g.Name, maxTextChars), clip(g.DN, maxDNChars)
+	name, dn := store.Clip(g.Name, maxTextChars), store.Clip(g.DN, maxDNChars)
 	now = store.Time(now)
 
 	var (

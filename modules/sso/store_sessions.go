@@ -43,9 +43,9 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
 		ns.LastSeenAt = ns.CreatedAt
 	}
 	ns.CreatedAt, ns.LastSeenAt, ns.ExpiresAt = store.Time(ns.CreatedAt), store.Time(ns.LastSeenAt), store.Time(ns.ExpiresAt)
-	ns.Device = clip(ns.Device, maxTextChars)
-	ns.UserAgent = clip(ns.UserAgent, maxUserAgentChars)
-	ns.IP = clip(ns.IP, maxIPChars)
+	ns.Device = store.Clip(ns.Device, maxTextChars)
+	ns.UserAgent = store.Clip(ns.UserAgent, maxUserAgentChars)
+	ns.IP = store.Clip(ns.IP, maxIPChars)
 	ns.RevokedAt, ns.RevokedReason = nil, ""
 
 	// Selecting the user id from users makes a missing user "0 rows"
@@ -110,7 +110,7 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, includeRevoked b
 func (s *Store) TouchSession(ctx context.Context, id string, now time.Time, ip string) error {
 	q, args := "UPDATE sessions SET last_seen_at = ? WHERE id = ?", []any{store.Time(now), id}
 	if ip != "" {
-		q, args = "UPDATE sessions SET last_seen_at = ?, ip = ? WHERE id = ?", []any{store.Time(now), clip(ip, maxIPChars), id}
+		q, args = "UPDATE sessions SET last_seen_at = ?, ip = ? WHERE id = ?", []any{store.Time(now), store.Clip(ip, maxIPChars), id}
 	}
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err == nil {
@@ -126,7 +126,7 @@ func (s *Store) TouchSession(ctx context.Context, id string, now time.Time, ip s
 // whether it did.
 func revokeSession(ctx context.Context, q sqlx.ExecerContext, id, reason string, now time.Time) (bool, error) {
 	res, err := q.ExecContext(ctx, "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
-		store.Time(now), clip(reason, maxTextChars), id)
+		store.Time(now), store.Clip(reason, maxTextChars), id)
 	if err != nil {
 		return false, err
 	}
@@ -162,7 +162,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID int64, reason str
 		// the returned list true when a session is created meanwhile.
 		for chunk := range slices.Chunk(ids, memberBatch) {
 			q, args, err := sqlx.In("UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id IN (?) AND revoked_at IS NULL",
-				store.Time(now), clip(reason, maxTextChars), chunk)
+				store.Time(now), store.Clip(reason, maxTextChars), chunk)
 			if err != nil {
 				return err
 			}

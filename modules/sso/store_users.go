@@ -181,17 +181,17 @@ func (s *Store) CreateUser(ctx context.Context, u *User, passwordHash string) er
 	}
 	reason := ""
 	if u.Disabled {
-		reason = clip(u.DisabledReason, maxTextChars)
+		reason = store.Clip(u.DisabledReason, maxTextChars)
 	}
 	now := store.Time(time.Now())
 	nu := *u
 	nu.Login, nu.Role, nu.Source, nu.Phones = login, role, source, phones
-	nu.DisplayName = clip(u.DisplayName, maxTextChars)
-	nu.Email = clip(u.Email, maxTextChars)
-	nu.Department = clip(u.Department, maxTextChars)
-	nu.Title = clip(u.Title, maxTextChars)
-	nu.AvatarRef = clip(u.AvatarRef, maxTextChars)
-	nu.DN = clip(u.DN, maxDNChars)
+	nu.DisplayName = store.Clip(u.DisplayName, maxTextChars)
+	nu.Email = store.Clip(u.Email, maxTextChars)
+	nu.Department = store.Clip(u.Department, maxTextChars)
+	nu.Title = store.Clip(u.Title, maxTextChars)
+	nu.AvatarRef = store.Clip(u.AvatarRef, maxTextChars)
+	nu.DN = store.Clip(u.DN, maxDNChars)
 	nu.DisabledReason = reason
 	nu.CreatedAt, nu.UpdatedAt = now, now
 	nu.SyncedAt = store.TimePtr(u.SyncedAt)
@@ -429,7 +429,7 @@ func (s *Store) SetDisabled(ctx context.Context, userID int64, disabled bool, re
 	if !disabled {
 		reason = ""
 	}
-	if err := s.updateUser(ctx, userID, "disabled = ?, disabled_reason = ?, disabled_locally = ?", disabled, clip(reason, maxTextChars), disabled); err != nil {
+	if err := s.updateUser(ctx, userID, "disabled = ?, disabled_reason = ?, disabled_locally = ?", disabled, store.Clip(reason, maxTextChars), disabled); err != nil {
 		return fmt.Errorf("sso: set disabled of user %d: %w", userID, err)
 	}
 	return nil
