@@ -25,6 +25,8 @@ type Config struct {
 	Chat     Chat     `koanf:"chat"`
 	Files    Files    `koanf:"files"`
 	History  History  `koanf:"history"`
+	Status   Status   `koanf:"status"`
+	Push     Push     `koanf:"push"`
 	Modules  Modules  `koanf:"modules"`
 }
 

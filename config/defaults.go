@@ -36,6 +36,8 @@ func Default() Config {
 		Blob:    Blob{Kind: "local", S3: S3{UseTLS: true, PathStyle: true}},
 		Chat:    Chat{MaxMessageBytes: 16 << 10, StreamRetention: 30 * 24 * time.Hour, StreamMaxEvents: 10000},
 		History: History{Retention: 365 * 24 * time.Hour},
+		Status:  defaultStatus(),
+		Push:    defaultPush(),
 		Files:   Files{MaxUploadBytes: 100 << 20, PresignTTL: 5 * time.Minute, ThumbnailSize: 320, MaxImagePixels: 40_000_000},
 		SSO: SSO{
 			HealthListen:    "127.0.0.1:9100",

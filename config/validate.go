@@ -159,6 +159,8 @@ func (c *Config) Validate() Problems {
 		add("files.max_image_pixels", "%d is outside 1..500000000", c.Files.MaxImagePixels)
 	}
 	ps = append(ps, c.SSO.validate(checkListener)...)
+	ps = append(ps, c.Status.validate()...)
+	ps = append(ps, c.Push.validate()...)
 	return ps
 }
 
