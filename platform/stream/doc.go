@@ -84,8 +84,11 @@
 //
 // A client sends {"type":"ping"} to check the connection at the
 // application level; the server answers each with {"type":"pong"} (a
-// client with more than 8 pings unanswered gets fewer pongs). Other frame
-// types from the client are ignored, so the protocol can grow. A text
+// client with more than 8 pings unanswered gets fewer pongs). A frame whose
+// type is dotted goes to the module owning its first token, with its
+// "data" member ({"type":"status.watch","data":{...}}: the status module;
+// see [Stream.Watch]). Other frame types from the client are ignored, so
+// the protocol can grow. A text
 // frame that is not a JSON object, or not UTF-8, is closed with 1007; a
 // binary frame with 1003; a frame over 4096 bytes with 1009.
 //

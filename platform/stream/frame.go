@@ -18,11 +18,12 @@ var (
 	ErrInvalidFrame  = errors.New("stream: client frame is not a JSON object")
 )
 
-// ClientFrame is a frame a client sends. Only "type" is read; other
-// fields are allowed (and ignored) so clients can add to frames without
-// breaking older servers.
+// ClientFrame is a frame a client sends. Only "type" and "data" are read;
+// other fields are allowed (and ignored) so clients can add to frames
+// without breaking older servers.
 type ClientFrame struct {
 	Type string
+	Data json.RawMessage // the "data" member, for a Listener; nil when absent
 }
 
 // Client frame types the server understands.
@@ -55,6 +56,9 @@ func DecodeClientFrame(b []byte) (ClientFrame, error) {
 		if err := json.Unmarshal(raw, &f.Type); err != nil {
 			return ClientFrame{}, fmt.Errorf("%w: type is not a string", ErrInvalidFrame)
 		}
+	}
+	if raw, ok := m["data"]; ok && string(raw) != "null" {
+		f.Data = raw
 	}
 	return f, nil
 }

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,6 +120,9 @@ type Stream struct {
 	purgeDone   chan struct{}
 	handlers    sync.WaitGroup // WebSocket handlers still running
 	handlersRun bool           // handlers may be added (running)
+
+	listeners []listener    // set before Start, read-only after
+	nextConn  atomic.Uint64 // Conn.ID of the next connection
 }
 
 const (

@@ -85,16 +85,18 @@ func (s *Stream) serveWS(w http.ResponseWriter, r *http.Request) {
 	// hijack; keep its values (logger) only.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &conn{
-		s:       s,
-		ws:      ws,
-		userID:  p.UserID,
-		log:     s.log.With("user_id", p.UserID, "request_id", httpx.RequestID(r.Context())),
-		ctx:     ctx,
-		cancel:  cancel,
-		live:    make(chan liveEvent, s.o.SendBuffer),
-		signals: make(chan []byte, s.o.SendBuffer),
-		pong:    make(chan struct{}, maxPendingPongs),
-		done:    make(chan struct{}),
+		s:         s,
+		ws:        ws,
+		id:        s.nextConn.Add(1),
+		userID:    p.UserID,
+		sessionID: p.SessionID,
+		log:       s.log.With("user_id", p.UserID, "request_id", httpx.RequestID(r.Context())),
+		ctx:       ctx,
+		cancel:    cancel,
+		live:      make(chan liveEvent, s.o.SendBuffer),
+		signals:   make(chan []byte, s.o.SendBuffer),
+		pong:      make(chan struct{}, maxPendingPongs),
+		done:      make(chan struct{}),
 	}
 	// Registered before the backlog is read: every event committed from
 	// here on is either read by the catch-up or announced to c.
@@ -104,6 +106,8 @@ func (s *Stream) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.hub.remove(c)
+	c.notifyOpened()
+	defer c.notifyClosed()
 	var revoked <-chan struct{}
 	if s.o.Revocations != nil {
 		ch, unregister := s.o.Revocations.Done(p.SessionID)
@@ -243,12 +247,14 @@ type liveEvent struct {
 // must end calls end (through kill or drop): the first reason wins, done
 // is closed, and run closes the socket with that reason.
 type conn struct {
-	s      *Stream
-	ws     *websocket.Conn
-	userID int64
-	log    *slog.Logger
-	ctx    context.Context // cancelled when the connection ends; bounds database reads
-	cancel context.CancelFunc
+	s         *Stream
+	ws        *websocket.Conn
+	id        uint64
+	userID    int64
+	sessionID string
+	log       *slog.Logger
+	ctx       context.Context // cancelled when the connection ends; bounds database reads
+	cancel    context.CancelFunc
 
 	live    chan liveEvent // announced events; see offerLive for when it is full
 	mode    atomic.Int32   // modeReplay, modeReplayMissed or modeLive
@@ -640,7 +646,9 @@ func (c *conn) readLoop() {
 			default: // a client flooding pings gets fewer pongs, not more memory
 			}
 		default:
-			c.log.Debug("stream: ignoring client frame", "type", clip(f.Type, 64))
+			if !c.dispatchFrame(f) {
+				c.log.Debug("stream: ignoring client frame", "type", clip(f.Type, 64))
+			}
 		}
 	}
 }
