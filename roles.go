@@ -9,6 +9,7 @@ import (
 	"github.com/elph-server/elph/modules/files"
 	"github.com/elph-server/elph/modules/history"
 	"github.com/elph-server/elph/modules/sso"
+	"github.com/elph-server/elph/modules/status"
 	"github.com/elph-server/elph/modules/webclient"
 	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/module"
@@ -27,6 +28,7 @@ type wiring struct {
 	sso      *sso.Module
 	chat     *chat.Module
 	files    *files.Module
+	status   *status.Module
 	verifier *auth.Verifier // without the sso module on this node
 	stream   *stream.Stream // every module appends to the one per-user stream
 }
@@ -102,6 +104,24 @@ func (w *wiring) specs() []module.Spec {
 					Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st, Verifier: w.tokenVerifier(d),
 					Metrics: d.Metrics, Retention: w.cfg.History.Retention,
 				})
+			},
+		},
+		{
+			Name:  status.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				// Devices are the stream's connections, served by chat;
+				// without chat on this node status answers REST only.
+				var st *stream.Stream
+				if w.chat != nil {
+					st = w.stream
+				}
+				m, err := status.New(status.Options{
+					Config: w.cfg.Status, Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st,
+					Verifier: w.tokenVerifier(d), Metrics: d.Metrics,
+				})
+				w.status = m
+				return m, err
 			},
 		},
 		{
