@@ -62,3 +62,42 @@ func (f fileAccess) CanReadFile(ctx context.Context, userID int64, fileID string
 	}
 	return (*f.chat).CanReadFile(ctx, userID, fileID)
 }
+
+// directory names people from the company directory, the sso accounts
+// (with the numbers LDAP sync brings): a call's peer for history, a
+// message's sender for push. The address book module will widen it to
+// external contacts.
+type directory struct{ store *sso.Store }
+
+// NameForNumber is history's PeerNames: the display name (else the login)
+// of the account that has number.
+func (d directory) NameForNumber(ctx context.Context, _ int64, number string) (string, bool) {
+	u, err := d.store.UserByPhone(ctx, number)
+	if err != nil {
+		return "", false
+	}
+	return displayName(u), true
+}
+
+// DisplayNames is push's Names; unknown ids are left out.
+func (d directory) DisplayNames(ctx context.Context, ids []int64) (map[int64]string, error) {
+	out := make(map[int64]string, len(ids))
+	for _, id := range ids {
+		u, err := d.store.UserByID(ctx, id)
+		switch {
+		case errors.Is(err, sso.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("look up user %d: %w", id, err)
+		}
+		out[id] = displayName(u)
+	}
+	return out, nil
+}
+
+func displayName(u sso.User) string {
+	if u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return u.Login
+}

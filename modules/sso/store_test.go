@@ -123,6 +123,17 @@ func TestStoreCreateAndLookupUser(t *testing.T) {
 				t.Errorf("UserByLogin(%q) = user %d, %v; want ErrNotFound", in, got.ID, err)
 			}
 		}
+		// By phone only: a login is not a number.
+		for _, in := range []string{"+7 (495) 123-45-67", "1234"} {
+			if got, err := s.UserByPhone(ctx, in); err != nil || got.ID != u.ID {
+				t.Errorf("UserByPhone(%q) = user %d, %v; want user %d", in, got.ID, err, u.ID)
+			}
+		}
+		for _, in := range []string{"Иванов", "", "5555", "not a number"} {
+			if got, err := s.UserByPhone(ctx, in); !errors.Is(err, ErrNotFound) {
+				t.Errorf("UserByPhone(%q) = user %d, %v; want ErrNotFound", in, got.ID, err)
+			}
+		}
 		if _, err := s.UserByID(ctx, u.ID+1000); !errors.Is(err, ErrNotFound) {
 			t.Errorf("UserByID(unknown) = %v, want ErrNotFound", err)
 		}

@@ -335,6 +335,21 @@ func (s *Store) UserByLogin(ctx context.Context, loginOrPhone string) (User, str
 	return u, hash, nil
 }
 
+// UserByPhone returns the user who has number (in any spelling
+// NormalizePhone accepts) among their phones, or ErrNotFound. The call
+// history names a caller with it.
+func (s *Store) UserByPhone(ctx context.Context, number string) (User, error) {
+	n, err := NormalizePhone(number)
+	if err != nil {
+		return User{}, fmt.Errorf("sso: user by phone: %w", ErrNotFound)
+	}
+	u, _, err := getUser(ctx, s.db, "JOIN user_phones p ON p.user_id = u.id WHERE p.number = ?", n)
+	if err != nil {
+		return User{}, fmt.Errorf("sso: user by phone: %w", err)
+	}
+	return u, nil
+}
+
 // ListUsersOptions select a page of ListUsers.
 type ListUsersOptions struct {
 	// After is the last id of the previous page; 0 starts at the beginning.
