@@ -102,7 +102,7 @@ func (w *wiring) specs() []module.Spec {
 				}
 				return history.New(history.Options{
 					Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st, Verifier: w.tokenVerifier(d),
-					Names: directory{store: sso.NewStore(d.DB)},
+					Names:   directory{store: sso.NewStore(d.DB)},
 					Metrics: d.Metrics, Retention: w.cfg.History.Retention,
 				})
 			},
