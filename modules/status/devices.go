@@ -180,10 +180,17 @@ func (l listener) Opened(c stream.Conn) {
 	}
 }
 
-func (l listener) Closed(c stream.Conn) {
+func (l listener) Closed(c stream.Conn, shutdown bool) {
 	m := l.m
 	m.conns.remove(c)
 	m.refreshGauges()
+	if shutdown {
+		// The client reconnects, here after a restart or to another
+		// node: its row keeps the user's presence steady meanwhile and
+		// expires after the device timeout if it does not. This also
+		// keeps the drain of a node with many clients short.
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), listenerTimeout)
 	defer cancel()
 	_, err := m.change(ctx, c.UserID, false, func(tx *sqlx.Tx, _ *userRow) error {

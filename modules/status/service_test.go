@@ -369,3 +369,45 @@ func TestBadFrames(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownKeepsDevices: a node shutting down closes its connections
+// with 1001; their users stay online while clients reconnect (here or to
+// another node), and go offline only if none does within device_timeout.
+func TestShutdownKeepsDevices(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		c := e.connect(t, alice, "alice")
+		go func() { // read, so the close handshake completes at once
+			for {
+				if _, _, err := c.ws.Read(t.Context()); err != nil {
+					return
+				}
+			}
+		}()
+		before := e.changeCount(t, alice)
+		if err := e.stream.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if me := e.me(t, alice); me.State != status.StateOnline || me.Devices != 1 {
+			t.Fatalf("after the shutdown: %+v, want still online", me)
+		}
+		if n := e.changeCount(t, alice); n != before {
+			t.Errorf("the shutdown announced %d changes", n-before)
+		}
+		// Nobody vouches for the device any more: the node restarts under
+		// a new name (rows of the old one are nobody's) and the client does
+		// not come back. It expires.
+		if err := e.mod.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(e.cfg.DeviceTimeout + time.Second)
+		if _, err := e.db.ExecContext(t.Context(), "UPDATE status_devices SET node = 'gone'"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.mod.Sweep(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if me := e.me(t, alice); me.State != status.StateOffline || me.Devices != 0 {
+			t.Errorf("after the device timeout: %+v, want offline", me)
+		}
+	})
+}

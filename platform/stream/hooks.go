@@ -29,8 +29,11 @@ type Listener interface {
 	// the listener's prefix ("status." for Watch("status", l)); data is
 	// the frame's "data" member (nil when absent).
 	Frame(c Conn, typ string, data json.RawMessage)
-	// Closed: the connection ended; no frame of it follows.
-	Closed(c Conn)
+	// Closed: the connection ended; no frame of it follows. shutdown is
+	// true when it ended because this node is shutting down (close code
+	// 1001): the client is about to reconnect, here after a restart or to
+	// another node.
+	Closed(c Conn, shutdown bool)
 }
 
 // Watch registers l for every connection opened from now on, and for the
@@ -71,8 +74,11 @@ func (c *conn) notifyOpened() {
 }
 
 func (c *conn) notifyClosed() {
+	// code is set before done is closed, and the handler calls this
+	// after the connection's goroutines are done.
+	shutdown := c.code == closeGoingAway
 	for _, w := range c.s.listeners {
-		w.l.Closed(c.info())
+		w.l.Closed(c.info(), shutdown)
 	}
 }
 

@@ -37,9 +37,13 @@ func (r *recorder) Frame(c stream.Conn, typ string, data json.RawMessage) {
 	r.events = append(r.events, "frame "+c.SessionID+" "+typ+" "+string(data))
 }
 
-func (r *recorder) Closed(c stream.Conn) {
+func (r *recorder) Closed(c stream.Conn, shutdown bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if shutdown {
+		r.events = append(r.events, "shutdown "+c.SessionID)
+		return
+	}
 	r.events = append(r.events, "closed "+c.SessionID)
 }
 
@@ -87,12 +91,11 @@ func TestListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		stopped := false
 		t.Cleanup(func() {
-			srv.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			defer cancel()
-			if err := s.Stop(ctx); err != nil {
-				t.Error(err)
+			if !stopped {
+				_ = s.Stop(context.Background())
 			}
 		})
 		if err := s.Watch("late", rec); err == nil {
@@ -159,6 +162,28 @@ func TestListener(t *testing.T) {
 		}
 		if f := mustRead(t, c); f.Signal != "presence" {
 			t.Errorf("c got %+v", f)
+		}
+
+		// The connections still open are closed by the shutdown, and the
+		// listener hears so.
+		for _, ws := range []*websocket.Conn{b2, c} {
+			go func() { // read, so the close handshake completes at once
+				for {
+					if _, err := read(ws); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		stopped = true
+		if err := s.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := rec.snapshot()
+		if tail := strings.Join(got[len(got)-2:], "|"); tail != "shutdown b|shutdown c" && tail != "shutdown c|shutdown b" {
+			t.Errorf("after Stop the listener heard %q", got)
 		}
 	})
 }
