@@ -13,21 +13,22 @@ import (
 // is ELPH_ followed by the key upper-cased with dots as underscores
 // (ELPH_DATABASE_DSN).
 type Config struct {
-	Node     Node     `koanf:"node"`
-	Log      Log      `koanf:"log"`
-	Admin    Admin    `koanf:"admin"`
-	Gateway  Gateway  `koanf:"gateway"`
-	HTTP     HTTP     `koanf:"http"`
-	Database Database `koanf:"database"`
-	Bus      Bus      `koanf:"bus"`
-	Blob     Blob     `koanf:"blob"`
-	SSO      SSO      `koanf:"sso"`
-	Chat     Chat     `koanf:"chat"`
-	Files    Files    `koanf:"files"`
-	History  History  `koanf:"history"`
-	Status   Status   `koanf:"status"`
-	Push     Push     `koanf:"push"`
-	Modules  Modules  `koanf:"modules"`
+	Node        Node        `koanf:"node"`
+	Log         Log         `koanf:"log"`
+	Admin       Admin       `koanf:"admin"`
+	Gateway     Gateway     `koanf:"gateway"`
+	HTTP        HTTP        `koanf:"http"`
+	Database    Database    `koanf:"database"`
+	Bus         Bus         `koanf:"bus"`
+	Blob        Blob        `koanf:"blob"`
+	SSO         SSO         `koanf:"sso"`
+	Chat        Chat        `koanf:"chat"`
+	Files       Files       `koanf:"files"`
+	History     History     `koanf:"history"`
+	Status      Status      `koanf:"status"`
+	Push        Push        `koanf:"push"`
+	Addressbook Addressbook `koanf:"addressbook"`
+	Modules     Modules     `koanf:"modules"`
 }
 
 // Node says what this process is: which role it plays, which modules run and

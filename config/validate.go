@@ -161,6 +161,7 @@ func (c *Config) Validate() Problems {
 	ps = append(ps, c.SSO.validate(checkListener)...)
 	ps = append(ps, c.Status.validate()...)
 	ps = append(ps, c.Push.validate()...)
+	ps = append(ps, c.Addressbook.validate()...)
 	return ps
 }
 
