@@ -13,6 +13,7 @@ import (
 	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/httpx"
+	"github.com/elph-server/elph/platform/imaging"
 )
 
 // Routes is the files API: upload, metadata, content, thumbnail, delete,
@@ -201,9 +202,9 @@ func (m *Module) handleThumbnail(w http.ResponseWriter, r *http.Request) {
 	}
 	defer obj.Close()
 	info := obj.Info()
-	ct := typeJPEG
-	if info.ContentType == typePNG {
-		ct = typePNG
+	ct := imaging.TypeJPEG
+	if info.ContentType == imaging.TypePNG {
+		ct = imaging.TypePNG
 	}
 	h := w.Header()
 	cacheHeaders(h)

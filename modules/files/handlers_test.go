@@ -25,6 +25,7 @@ import (
 	"github.com/elph-server/elph/modules/files"
 	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/httpx"
+	"github.com/elph-server/elph/platform/imaging/imagingtest"
 )
 
 func sha256Hex(b []byte) string {
@@ -52,7 +53,7 @@ func wantAttachment(t testing.TB, r response, name string) {
 
 func TestUploadAndDownload(t *testing.T) {
 	forEachEnv(t, envOptions{}, func(t *testing.T, e *env) {
-		img := files.EncodePNG(t, files.TestImage(400, 300))
+		img := imagingtest.EncodePNG(t, imagingtest.Image(400, 300))
 		const name = "снимок экрана.png"
 
 		// Sent as text/plain, named by the query: the type comes from the
@@ -170,7 +171,7 @@ func TestUploadTooLarge(t *testing.T) {
 			{"content length one over", bytes.NewReader(make([]byte, limit+1))},
 			{"chunked one over", unsized{bytes.NewReader(make([]byte, limit+1))}},
 			{"chunked far over", unsized{bytes.NewReader(make([]byte, 3*limit))}},
-			{"png chunked over", unsized{io.MultiReader(bytes.NewReader(files.EncodePNG(t, files.TestImage(8, 8))), bytes.NewReader(make([]byte, limit)))}},
+			{"png chunked over", unsized{io.MultiReader(bytes.NewReader(imagingtest.EncodePNG(t, imagingtest.Image(8, 8))), bytes.NewReader(make([]byte, limit)))}},
 		}
 		for _, tt := range tests {
 			r := e.tryUpload(t, owner, "name=big.bin", tt.body)
@@ -243,9 +244,9 @@ func TestUploadRefusesMultipart(t *testing.T) {
 
 func TestAccessControl(t *testing.T) {
 	forEachEnv(t, envOptions{}, func(t *testing.T, e *env) {
-		f := e.upload(t, "photo.png", files.EncodePNG(t, files.TestImage(64, 48)))
+		f := e.upload(t, "photo.png", imagingtest.EncodePNG(t, imagingtest.Image(64, 48)))
 		e.access.allow(friend, f.ID)
-		other := e.upload(t, "other.png", files.EncodePNG(t, files.TestImage(64, 48)))
+		other := e.upload(t, "other.png", imagingtest.EncodePNG(t, imagingtest.Image(64, 48)))
 
 		paths := []string{metadataPath(f.ID), contentPath(f.ID), thumbnailPath(f.ID), contentPath(f.ID) + "?redirect=1"}
 		tests := []struct {
@@ -445,11 +446,11 @@ func TestThumbnails(t *testing.T) {
 			thumbW, thumbH int
 			thumbType      string
 		}{
-			{"landscape.png", files.EncodePNG(t, files.TestImage(160, 120)), 160, 120, 64, 48, "image/png"},
-			{"portrait.jpg", files.EncodeJPEG(t, files.TestImage(120, 240)), 120, 240, 32, 64, "image/jpeg"},
-			{"anim.gif", files.EncodeGIF(t, files.TestImage(100, 100)), 100, 100, 64, 64, "image/png"},
-			{"icon.png", files.EncodePNG(t, files.TestImage(40, 20)), 40, 20, 40, 20, "image/png"},
-			{"phone.jpg", files.WithExif(files.EncodeJPEG(t, files.TestImage(100, 50)), files.ExifTIFF(binary.LittleEndian, 6, 3)), 50, 100, 32, 64, "image/jpeg"},
+			{"landscape.png", imagingtest.EncodePNG(t, imagingtest.Image(160, 120)), 160, 120, 64, 48, "image/png"},
+			{"portrait.jpg", imagingtest.EncodeJPEG(t, imagingtest.Image(120, 240)), 120, 240, 32, 64, "image/jpeg"},
+			{"anim.gif", imagingtest.EncodeGIF(t, imagingtest.Image(100, 100)), 100, 100, 64, 64, "image/png"},
+			{"icon.png", imagingtest.EncodePNG(t, imagingtest.Image(40, 20)), 40, 20, 40, 20, "image/png"},
+			{"phone.jpg", imagingtest.WithExif(imagingtest.EncodeJPEG(t, imagingtest.Image(100, 50)), imagingtest.ExifTIFF(binary.LittleEndian, 6, 3)), 50, 100, 32, 64, "image/jpeg"},
 		}
 		for _, tt := range tests {
 			f := e.upload(t, tt.name, tt.data)
@@ -496,9 +497,9 @@ func TestThumbnailRefusals(t *testing.T) {
 			width, height int
 		}{
 			// A few hundred bytes whose header claims 10^10 pixels.
-			{"bomb.png", files.BombPNG(100000, 100000), "", "image/png", 100000, 100000},
-			{"bomb.jpg", files.WithJPEGSize(t, files.EncodeJPEG(t, files.TestImage(16, 16)), 60000, 60000), "", "image/jpeg", 60000, 60000},
-			{"truncated.png", files.EncodePNG(t, files.TestImage(300, 200))[:60], "", "image/png", 300, 200},
+			{"bomb.png", imagingtest.BombPNG(100000, 100000), "", "image/png", 100000, 100000},
+			{"bomb.jpg", imagingtest.WithJPEGSize(t, imagingtest.EncodeJPEG(t, imagingtest.Image(16, 16)), 60000, 60000), "", "image/jpeg", 60000, 60000},
+			{"truncated.png", imagingtest.EncodePNG(t, imagingtest.Image(300, 200))[:60], "", "image/png", 300, 200},
 			{"fake.png", randomBytes(t, 2048), "image/png", "image/png", 0, 0},
 		}
 		for _, tt := range tests {
@@ -537,7 +538,7 @@ func TestConcurrentImageUploads(t *testing.T) {
 	small := envOptions{edit: func(o *files.Options) { o.ThumbnailSize = 64 }}
 	forEachEnv(t, small, func(t *testing.T, e *env) {
 		const n = 6
-		img := files.EncodeJPEG(t, files.TestImage(200, 150))
+		img := imagingtest.EncodeJPEG(t, imagingtest.Image(200, 150))
 		var wg sync.WaitGroup
 		results := make([]response, n)
 		for i := range n {
@@ -563,7 +564,7 @@ func TestConcurrentImageUploads(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	forEachEnv(t, envOptions{}, func(t *testing.T, e *env) {
-		f := e.upload(t, "doomed.png", files.EncodePNG(t, files.TestImage(64, 64)))
+		f := e.upload(t, "doomed.png", imagingtest.EncodePNG(t, imagingtest.Image(64, 64)))
 		keep := e.upload(t, "kept.txt", []byte("stays"))
 		e.access.allow(friend, f.ID)
 		content, thumb := e.blobKeys(t, f.ID)
@@ -647,7 +648,7 @@ func TestRedirect(t *testing.T) {
 
 func TestAttachable(t *testing.T) {
 	forEachEnv(t, envOptions{}, func(t *testing.T, e *env) {
-		img := e.upload(t, "снимок.png", files.EncodePNG(t, files.TestImage(300, 200)))
+		img := e.upload(t, "снимок.png", imagingtest.EncodePNG(t, imagingtest.Image(300, 200)))
 		doc := e.upload(t, "doc.txt", []byte("text"))
 		e.access.allow(friend, img.ID)
 		ctx := t.Context()

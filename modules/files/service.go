@@ -25,6 +25,7 @@ import (
 
 	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/blob"
+	"github.com/elph-server/elph/platform/imaging"
 	"github.com/elph-server/elph/platform/module"
 	"github.com/elph-server/elph/platform/store"
 )
@@ -296,7 +297,7 @@ func (m *Module) upload(ctx context.Context, req UploadRequest) (File, error) {
 	}
 	f.Size, f.SHA256 = info.Size, info.SHA256
 
-	if thumbnailable(f.ContentType) {
+	if imaging.Thumbnailable(f.ContentType) {
 		m.addImageInfo(ctx, &f)
 	}
 	f.CreatedAt = m.now()
@@ -353,7 +354,7 @@ func (m *Module) addImageInfo(ctx context.Context, f *File) {
 		m.log.WarnContext(ctx, "thumbnail: open the upload", "file_id", f.ID, "err", err)
 		return
 	}
-	res, err := makeThumbnail(obj, f.ContentType, m.thumbSize, m.maxPixels)
+	res, err := imaging.Thumbnail(obj, f.ContentType, m.thumbSize, m.maxPixels)
 	obj.Close()
 	f.Width, f.Height = res.Width, res.Height
 	if err != nil {

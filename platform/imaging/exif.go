@@ -1,4 +1,4 @@
-package files
+package imaging
 
 import (
 	"bufio"

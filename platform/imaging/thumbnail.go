@@ -1,4 +1,4 @@
-package files
+package imaging
 
 import (
 	"bufio"
@@ -18,26 +18,26 @@ import (
 // Thumbnail formats: photos stay JPEG; PNG and GIF (drawings, screenshots,
 // transparency) become PNG.
 const (
-	typeJPEG = "image/jpeg"
-	typePNG  = "image/png"
-	typeGIF  = "image/gif"
+	TypeJPEG = "image/jpeg"
+	TypePNG  = "image/png"
+	TypeGIF  = "image/gif"
 
 	jpegQuality = 82
 )
 
-// errTooManyPixels: the image header claims more pixels than may be
+// ErrTooManyPixels: the image header claims more pixels than may be
 // decoded. Decoding allocates for every pixel the header claims, so a few
 // kilobytes of PNG can demand gigabytes (a decompression bomb).
-var errTooManyPixels = errors.New("image has too many pixels to decode")
+var ErrTooManyPixels = errors.New("image has too many pixels to decode")
 
-// thumbnailable reports whether thumbnails are made for contentType.
-func thumbnailable(contentType string) bool {
+// Thumbnailable reports whether thumbnails are made for contentType.
+func Thumbnailable(contentType string) bool {
 	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == typeJPEG || mt == typePNG || mt == typeGIF
+	return mt == TypeJPEG || mt == TypePNG || mt == TypeGIF
 }
 
-// imageResult is what makeThumbnail learnt about an image.
-type imageResult struct {
+// Result is what Thumbnail learnt about an image.
+type Result struct {
 	// Width and Height are the image's size as it is displayed (Exif
 	// orientation applied); 0 when the header could not be read.
 	Width, Height int
@@ -47,16 +47,16 @@ type imageResult struct {
 	ThumbType string
 }
 
-// makeThumbnail reads the image in r (of contentType, one of the
-// thumbnailable ones) and scales it to fit size×size. The header is read
+// Thumbnail reads the image in r (of contentType, one of the
+// Thumbnailable ones) and scales it to fit size×size. The header is read
 // first and an image of more than maxPixels is refused before any pixel
 // is decoded; the size is reported either way. r is read from the start
 // up to three times (Exif, header, pixels).
-func makeThumbnail(r io.ReadSeeker, contentType string, size, maxPixels int) (imageResult, error) {
-	var res imageResult
+func Thumbnail(r io.ReadSeeker, contentType string, size, maxPixels int) (Result, error) {
+	var res Result
 	mt, _, _ := mime.ParseMediaType(contentType)
 	orientation := 1
-	if mt == typeJPEG {
+	if mt == TypeJPEG {
 		orientation = jpegOrientation(r)
 		if _, err := r.Seek(0, io.SeekStart); err != nil {
 			return res, err
@@ -74,7 +74,7 @@ func makeThumbnail(r io.ReadSeeker, contentType string, size, maxPixels int) (im
 		res.Width, res.Height = cfg.Height, cfg.Width
 	}
 	if int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
-		return res, fmt.Errorf("%dx%d: %w (limit %d)", cfg.Width, cfg.Height, errTooManyPixels, maxPixels)
+		return res, fmt.Errorf("%dx%d: %w (limit %d)", cfg.Width, cfg.Height, ErrTooManyPixels, maxPixels)
 	}
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return res, err
@@ -86,9 +86,9 @@ func makeThumbnail(r io.ReadSeeker, contentType string, size, maxPixels int) (im
 	thumb := orient(scaleToFit(src, size), orientation)
 
 	var buf bytes.Buffer
-	res.ThumbType = typePNG
-	if mt == typeJPEG {
-		res.ThumbType = typeJPEG
+	res.ThumbType = TypePNG
+	if mt == TypeJPEG {
+		res.ThumbType = TypeJPEG
 		err = jpeg.Encode(&buf, thumb, &jpeg.Options{Quality: jpegQuality})
 	} else {
 		err = png.Encode(&buf, thumb)
@@ -106,11 +106,11 @@ func makeThumbnail(r io.ReadSeeker, contentType string, size, maxPixels int) (im
 // linked into the binary is ever fed uploads.
 func decodeConfig(r io.Reader, mediaType string) (image.Config, error) {
 	switch mediaType {
-	case typeJPEG:
+	case TypeJPEG:
 		return jpeg.DecodeConfig(r)
-	case typePNG:
+	case TypePNG:
 		return png.DecodeConfig(r)
-	case typeGIF:
+	case TypeGIF:
 		return gif.DecodeConfig(r)
 	}
 	return image.Config{}, fmt.Errorf("no decoder for %s", mediaType)
@@ -118,11 +118,11 @@ func decodeConfig(r io.Reader, mediaType string) (image.Config, error) {
 
 func decode(r io.Reader, mediaType string) (image.Image, error) {
 	switch mediaType {
-	case typeJPEG:
+	case TypeJPEG:
 		return jpeg.Decode(r)
-	case typePNG:
+	case TypePNG:
 		return png.Decode(r)
-	case typeGIF:
+	case TypeGIF:
 		// The first frame of an animation.
 		return gif.Decode(r)
 	}
