@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/elph-server/elph/modules/addressbook"
 	"github.com/elph-server/elph/modules/chat"
 	"github.com/elph-server/elph/modules/files"
+	"github.com/elph-server/elph/modules/push"
 	"github.com/elph-server/elph/modules/sso"
+	"github.com/elph-server/elph/modules/status"
 )
 
 // The small interfaces modules ask of each other, implemented here so no
@@ -100,4 +103,90 @@ func displayName(u sso.User) string {
 		return u.DisplayName
 	}
 	return u.Login
+}
+
+// accounts is the address book's accounts source over the sso store.
+type accounts struct{ store *sso.Store }
+
+func (a accounts) EachAccount(ctx context.Context, fn func(addressbook.Account) error) error {
+	var after int64
+	for {
+		users, err := a.store.ListUsers(ctx, sso.ListUsersOptions{After: after, Limit: 500, IncludeDisabled: true})
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if err := fn(bookAccount(u)); err != nil {
+				return err
+			}
+			after = u.ID
+		}
+		if len(users) < 500 {
+			return nil
+		}
+	}
+}
+
+func (a accounts) Account(ctx context.Context, id int64) (addressbook.Account, bool, error) {
+	u, err := a.store.UserByID(ctx, id)
+	switch {
+	case errors.Is(err, sso.ErrNotFound):
+		return addressbook.Account{}, false, nil
+	case err != nil:
+		return addressbook.Account{}, false, err
+	}
+	return bookAccount(u), true, nil
+}
+
+func bookAccount(u sso.User) addressbook.Account {
+	a := addressbook.Account{
+		ID: u.ID, Login: u.Login, DisplayName: u.DisplayName, Email: u.Email,
+		Department: u.Department, Title: u.Title, Disabled: u.Disabled,
+	}
+	for _, p := range u.Phones {
+		kind := addressbook.PhoneWork
+		switch p.Kind {
+		case sso.PhoneExtension:
+			kind = addressbook.PhoneExtension
+		case sso.PhoneMobile:
+			kind = addressbook.PhoneMobile
+		}
+		a.Phones = append(a.Phones, addressbook.Phone{Number: p.Number, Kind: kind})
+	}
+	return a
+}
+
+// peerNames names a call's peer from the address book when this node runs
+// it (personal contacts first, then the directory), else from the
+// accounts.
+type peerNames struct {
+	book **addressbook.Module
+	dir  directory
+}
+
+func (p peerNames) NameForNumber(ctx context.Context, userID int64, number string) (string, bool) {
+	if *p.book != nil {
+		return (*p.book).NameForNumber(ctx, userID, number)
+	}
+	return p.dir.NameForNumber(ctx, userID, number)
+}
+
+// reachability answers push's "is this user looking, or in DND" from the
+// status module; without it on this node every user counts as away and
+// not in DND (pushes go out).
+type reachability struct{ status **status.Module }
+
+func (r reachability) Reachability(ctx context.Context, ids []int64) (map[int64]push.Reach, error) {
+	out := make(map[int64]push.Reach, len(ids))
+	if *r.status == nil {
+		return out, nil
+	}
+	rs, err := (*r.status).Reachability(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, v := range rs {
+		out[id] = push.Reach{Live: v.Live, DND: v.DND}
+	}
+	return out, nil
 }

@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/elph-server/elph/config"
+	"github.com/elph-server/elph/modules/addressbook"
 	"github.com/elph-server/elph/modules/chat"
 	"github.com/elph-server/elph/modules/files"
 	"github.com/elph-server/elph/modules/history"
+	"github.com/elph-server/elph/modules/push"
 	"github.com/elph-server/elph/modules/sso"
 	"github.com/elph-server/elph/modules/status"
 	"github.com/elph-server/elph/modules/webclient"
@@ -29,6 +31,7 @@ type wiring struct {
 	chat     *chat.Module
 	files    *files.Module
 	status   *status.Module
+	book     *addressbook.Module
 	verifier *auth.Verifier // without the sso module on this node
 	stream   *stream.Stream // every module appends to the one per-user stream
 }
@@ -102,7 +105,7 @@ func (w *wiring) specs() []module.Spec {
 				}
 				return history.New(history.Options{
 					Log: d.Logger, DB: d.DB, Bus: d.Bus, Stream: st, Verifier: w.tokenVerifier(d),
-					Names:   directory{store: sso.NewStore(d.DB)},
+					Names:   peerNames{book: &w.book, dir: directory{store: sso.NewStore(d.DB)}},
 					Metrics: d.Metrics, Retention: w.cfg.History.Retention,
 				})
 			},
@@ -122,6 +125,29 @@ func (w *wiring) specs() []module.Spec {
 					Verifier: w.tokenVerifier(d), Metrics: d.Metrics,
 				})
 				w.status = m
+				return m, err
+			},
+		},
+		{
+			Name:  push.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				return push.New(push.Options{
+					Config: w.cfg.Push, Log: d.Logger, DB: d.DB, Bus: d.Bus, Verifier: w.tokenVerifier(d),
+					Metrics: d.Metrics, Presence: reachability{status: &w.status},
+					Names: directory{store: sso.NewStore(d.DB)},
+				})
+			},
+		},
+		{
+			Name:  addressbook.Name,
+			Roles: []string{"server"},
+			New: func(d module.Deps) (module.Module, error) {
+				m, err := addressbook.New(addressbook.Options{
+					Config: w.cfg.Addressbook, Log: d.Logger, DB: d.DB, Bus: d.Bus, Blob: d.Blob,
+					Verifier: w.tokenVerifier(d), Accounts: accounts{store: sso.NewStore(d.DB)}, Metrics: d.Metrics,
+				})
+				w.book = m
 				return m, err
 			},
 		},
