@@ -41,6 +41,10 @@ const (
 	topicDirectorySynced = "sso.directory.synced"
 )
 
+// accountsInterval is how often every account is compared with the
+// directory besides the events.
+const accountsInterval = 10 * time.Minute
+
 // followInterval is how often the index reads the change log (changes
 // made on this node are applied at once).
 const followInterval = 2 * time.Second
@@ -183,8 +187,11 @@ func (m *Module) Start(ctx context.Context) error {
 		m.subs = []bus.Subscription{sub, synced}
 		m.wg.Go(func() {
 			if err := m.syncAccounts(loopCtx); err != nil && loopCtx.Err() == nil {
-				m.log.Error("addressbook: accounts sync failed", "err", err)
+				m.log.Error("addressbook accounts sync failed", "err", err)
 			}
+			// Also now and then: accounts changed by another process (the
+			// user and ldap commands) announce it on that process's bus.
+			module.Every(loopCtx, accountsInterval, m.log, "addressbook accounts sync", m.syncAccounts)
 		})
 	}
 	if m.soft != nil {
