@@ -107,7 +107,7 @@ func (m *Module) mayChangeAvatar(ctx context.Context, tx *sqlx.Tx, p *auth.Princ
 		return Contact{}, err
 	}
 	switch {
-	case !visible(c, p.UserID):
+	case !visible(c.OwnerID, p.UserID):
 		return Contact{}, fmt.Errorf("contact %d: %w", id, ErrNotFound)
 	case c.OwnerID == p.UserID, c.OwnerID == 0 && c.UserID == p.UserID, c.OwnerID == 0 && p.Role == auth.RoleAdmin:
 		return c, nil

@@ -41,7 +41,7 @@ func (m *Module) Get(ctx context.Context, userID, id int64) (Contact, error) {
 			return Contact{}, err
 		}
 	}
-	if !visible(c, userID) {
+	if !visible(c.OwnerID, userID) {
 		return Contact{}, fmt.Errorf("contact %d: %w", id, ErrNotFound)
 	}
 	fav, err := m.favorites(ctx, userID)

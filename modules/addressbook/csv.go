@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +27,8 @@ import (
 //     sequences is read as Windows-1251 (what Excel's "CSV (разделители —
 //     запятые)" writes in a Russian locale); the choice is made once for
 //     the whole file. UTF-16 ("Unicode text") is refused. In a UTF-8 file,
-//     a line that is not valid UTF-8 is rejected.
+//     a line that is not valid UTF-8 is rejected; so is a line with a NUL
+//     byte.
 //   - Separator: "," or ";", whichever the header line has more of
 //     (outside quotes); "," when it has neither. Excel in a Russian locale
 //     writes ";".
@@ -43,11 +45,14 @@ import (
 //     32 of them). It is required, a column may appear once, and an
 //     unknown column makes the whole file an error that names it (a typo
 //     must not drop a field silently). At least one name column
-//     (display_name, first_name, middle_name, last_name) is required.
+//     (display_name, first_name, middle_name, last_name) is required. A
+//     column with an empty name is allowed (spreadsheets leave some) as
+//     long as its cells are empty.
 //   - Several values in one cell (phone_*, email, messenger_*): separated
 //     by "," or ";" (neither can occur in a phone number or an e-mail
-//     address), spaces around them ignored; the cell is then quoted when
-//     the separator is the file's. WriteCSV writes ", ".
+//     address; a messenger handle cannot hold them either), spaces around
+//     them ignored; the cell is then quoted when the separator is the
+//     file's. WriteCSV writes ", ".
 //   - id: the person's identity within the source, 1..255 bytes; when the
 //     column is absent or the cell is empty, the id is derived from the
 //     folded display name and the first phone (normalised) or, without
@@ -146,12 +151,24 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // nothing is returned. The records are clean: [Directory.Sync] does not
 // refuse any of them.
 func ReadCSV(r io.Reader) (records []Record, errs []RecordError, err error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxCSVBytes+1))
+	return readCSV(r, MaxCSVBytes)
+}
+
+// readCSV is ReadCSV with a size bound of maxBytes.
+func readCSV(r io.Reader, maxBytes int) (records []Record, errs []RecordError, err error) {
+	tooLarge := invalidf("csv: the file is larger than %d MiB; split it", maxBytes>>20)
+	// A file too large is refused before it is read.
+	if st, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > int64(maxBytes) {
+			return nil, nil, tooLarge
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(r, int64(maxBytes)+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("addressbook: read csv: %w", err)
 	}
-	if len(data) > MaxCSVBytes {
-		return nil, nil, invalidf("csv: the file is larger than %d MiB; split it", MaxCSVBytes>>20)
+	if len(data) > maxBytes {
+		return nil, nil, tooLarge
 	}
 	data, err = decodeCSV(data)
 	if err != nil {

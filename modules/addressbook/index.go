@@ -2,31 +2,56 @@ package addressbook
 
 import (
 	"cmp"
+	"container/heap"
+	"encoding/json"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"unicode"
 )
 
 // index is the node's in-memory search index over every contact, kept in
-// step with the database through ab_changes. Searching 100 000 contacts
-// is a scan of short folded strings: a few milliseconds, with no query
-// on the database.
+// step with the database through ab_changes.
+//
+// Searching is a scan, but not contact by contact: the folded searchable
+// text of every contact is laid end to end in one string (text), and the
+// numbers in another (digits), so each query word is one strings.Index
+// run over a few megabytes (vectorised on amd64), and each hit is mapped
+// back to its contact by binary search over the start offsets. The
+// layout is rebuilt after changes (put and remove mark it stale; the
+// module rebuilds after applying a batch of changes, and a search
+// rebuilds it if it is still stale), which takes tens of milliseconds for
+// 100 000 contacts.
 type index struct {
 	mu      sync.RWMutex
-	entries []*entry           // scanned by Search
+	entries []*entry           // in no particular order
 	pos     map[int64]int      // contact id -> position in entries
 	byPhone map[string][]int64 // normalised number -> contact ids
+
+	stale bool
+	// The layout, valid while !stale. order is entries sorted by name
+	// (the order of equal scores and of a list without query); text and
+	// digits hold the entries in that order, textAt[i] and digitsAt[i]
+	// where the i-th starts.
+	order    []*entry
+	text     string
+	textAt   []int
+	digits   string
+	digitsAt []int
 }
 
-// entry is one contact as the index holds it.
+// entry is one contact as the index holds it: what filters and ranking
+// need, and the contact's JSON, decoded only for results.
 type entry struct {
-	c Contact
-	// name is the folded display name; text the folded searchable text
-	// (names, organisation, department, title, e-mails, messengers) and
-	// its Latin transliteration.
-	name, text string
-	numbers    []string
+	id, owner int64
+	name      string // folded display name
+	dept      string // folded department
+	search    string // folded searchable text after the name, with its transliteration
+	numbers   []string
+	raw       []byte // the Contact's JSON
+	avatarKey string // not in the JSON
+	rank      int    // position in order
 }
 
 func newIndex() *index {
@@ -34,20 +59,29 @@ func newIndex() *index {
 }
 
 func newEntry(c Contact) *entry {
-	parts := []string{c.DisplayName, c.FirstName, c.MiddleName, c.LastName, c.Organization, c.Department, c.Title}
+	name := fold(c.DisplayName)
+	parts := []string{c.FirstName, c.MiddleName, c.LastName, c.Organization, c.Department, c.Title}
 	parts = append(parts, c.Emails...)
 	for _, m := range c.Messengers {
 		parts = append(parts, m.Handle)
 	}
-	text := fold(strings.Join(parts, " "))
-	if lat := translit(text); lat != text {
-		text += " " + lat
+	rest := fold(strings.Join(parts, " "))
+	if lat := translit(name + " " + rest); lat != name+" "+rest {
+		rest += " " + lat
 	}
-	e := &entry{c: c, name: fold(c.DisplayName), text: text}
+	raw, _ := json.Marshal(c) // a Contact always encodes
+	e := &entry{id: c.ID, owner: c.OwnerID, name: name, dept: fold(c.Department), search: rest, raw: raw, avatarKey: c.avatarKey}
 	for _, p := range c.Phones {
 		e.numbers = append(e.numbers, p.Normalized)
 	}
 	return e
+}
+
+func (e *entry) contact() Contact {
+	var c Contact
+	_ = json.Unmarshal(e.raw, &c) // encoded by newEntry
+	c.avatarKey = e.avatarKey
+	return c
 }
 
 // put adds or replaces a contact.
@@ -65,6 +99,7 @@ func (x *index) put(c Contact) {
 	for _, n := range e.numbers {
 		x.byPhone[n] = append(x.byPhone[n], c.ID)
 	}
+	x.stale = true
 }
 
 // remove drops a contact; a no-op when absent.
@@ -78,20 +113,55 @@ func (x *index) remove(id int64) {
 	x.unphone(x.entries[i])
 	last := len(x.entries) - 1
 	x.entries[i] = x.entries[last]
-	x.pos[x.entries[i].c.ID] = i
+	x.pos[x.entries[i].id] = i
 	x.entries = x.entries[:last]
 	delete(x.pos, id)
+	x.stale = true
 }
 
 func (x *index) unphone(e *entry) {
 	for _, n := range e.numbers {
-		ids := slices.DeleteFunc(x.byPhone[n], func(id int64) bool { return id == e.c.ID })
+		ids := slices.DeleteFunc(x.byPhone[n], func(id int64) bool { return id == e.id })
 		if len(ids) == 0 {
 			delete(x.byPhone, n)
 		} else {
 			x.byPhone[n] = ids
 		}
 	}
+}
+
+// rebuild lays the entries out again if they changed.
+func (x *index) rebuild() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.rebuildLocked()
+}
+
+func (x *index) rebuildLocked() {
+	if !x.stale {
+		return
+	}
+	order := slices.Clone(x.entries)
+	slices.SortFunc(order, func(a, b *entry) int { return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.id, b.id)) })
+	var text, digits strings.Builder
+	textAt, digitsAt := make([]int, len(order)), make([]int, len(order))
+	for i, e := range order {
+		e.rank = i
+		// Separators that no folded text or number holds, so no match
+		// spans two contacts; \x01 ends the name.
+		textAt[i] = text.Len()
+		text.WriteString(e.name)
+		text.WriteByte(1)
+		text.WriteString(e.search)
+		text.WriteByte(0)
+		digitsAt[i] = digits.Len()
+		for _, n := range e.numbers {
+			digits.WriteString(n)
+			digits.WriteByte(0)
+		}
+	}
+	x.order, x.text, x.textAt, x.digits, x.digitsAt = order, text.String(), textAt, digits.String(), digitsAt
+	x.stale = false
 }
 
 func (x *index) get(id int64) (Contact, bool) {
@@ -101,7 +171,7 @@ func (x *index) get(id int64) (Contact, bool) {
 	if !ok {
 		return Contact{}, false
 	}
-	return x.entries[i].c, true
+	return x.entries[i].contact(), true
 }
 
 func (x *index) size() int {
@@ -110,24 +180,26 @@ func (x *index) size() int {
 	return len(x.entries)
 }
 
-// visible reports whether userID may see c: directory contacts everyone,
-// personal ones their owner.
-func visible(c Contact, userID int64) bool { return c.OwnerID == 0 || c.OwnerID == userID }
+// visible reports whether userID may see a contact of owner: directory
+// contacts everyone, personal ones their owner.
+func visible(owner, userID int64) bool { return owner == 0 || owner == userID }
 
 // byNumber returns the contacts userID sees with exactly that normalised
 // number, personal ones first.
 func (x *index) byNumber(userID int64, number string) []Contact {
 	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var out []Contact
+	var es []*entry
 	for _, id := range x.byPhone[number] {
-		if c := x.entries[x.pos[id]].c; visible(c, userID) {
-			out = append(out, c)
+		if e := x.entries[x.pos[id]]; visible(e.owner, userID) {
+			es = append(es, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b Contact) int {
-		return cmp.Or(cmp.Compare(b.OwnerID, a.OwnerID), cmp.Compare(a.ID, b.ID))
-	})
+	x.mu.RUnlock()
+	slices.SortFunc(es, func(a, b *entry) int { return cmp.Or(cmp.Compare(b.owner, a.owner), cmp.Compare(a.id, b.id)) })
+	out := make([]Contact, len(es))
+	for i, e := range es {
+		out[i] = e.contact()
+	}
 	return out
 }
 
@@ -153,102 +225,262 @@ const (
 	MaxLimit      = 200
 	MaxQueryRunes = 100
 	maxOffset     = 10_000
+	maxTokens     = 8
 )
 
-type hit struct {
-	e     *entry
-	score int
-}
+// Scores (see search).
+const (
+	scoreWord       = 10
+	scoreWordStart  = 6
+	scoreInside     = 2
+	scoreNumber     = 100
+	scoreNumberEnd  = 60
+	scoreNumberPart = 30
+	scoreFavorite   = 5
+)
 
-// search returns the contacts userID sees that match q, best first (see
-// score), and how many matched in all. favorites are the user's starred
-// contact ids.
+// search returns the contacts userID sees that match q, best first, and
+// how many matched in all. favorites are the user's starred contact ids.
+//
+// Text words must each occur somewhere in a contact (a whole word
+// scores 10, a word's start 6, the inside of a word 2; in the name twice
+// that); a query that reads as a number matches numbers instead (the
+// whole number 100, its end — an extension, the last digits — 60, inside
+// 30), with 8… also tried as 7…. Favourites get 5 more; equal scores go
+// by name.
 func (x *index) search(userID int64, q Query, favorites map[int64]bool) ([]Contact, int) {
+	x.mu.RLock()
+	if x.stale {
+		x.mu.RUnlock()
+		x.rebuild()
+		x.mu.RLock()
+	}
+	defer x.mu.RUnlock()
+
 	tokens := strings.FieldsFunc(fold(q.Text), func(r rune) bool {
-		return unicode.IsSpace(r) || r == ',' || r == ';'
+		return unicode.IsSpace(r) || r == ',' || r == ';' || r < ' ' || r == 1
 	})
-	digits := ""
-	if d := queryDigits(q.Text); len(d) >= 2 {
-		digits = d
+	if len(tokens) > maxTokens {
+		tokens = tokens[:maxTokens]
 	}
 	dept := fold(q.Department)
-	x.mu.RLock()
-	var hits []hit
-	for _, e := range x.entries {
-		c := &e.c
+	keep := func(e *entry) bool {
 		switch {
-		case !visible(*c, userID),
-			q.Personal && !q.Directory && c.OwnerID == 0,
-			q.Directory && !q.Personal && c.OwnerID != 0,
-			q.Favorites && !favorites[c.ID],
-			dept != "" && fold(c.Department) != dept:
-			continue
+		case !visible(e.owner, userID),
+			q.Personal && !q.Directory && e.owner == 0,
+			q.Directory && !q.Personal && e.owner != 0,
+			q.Favorites && !favorites[e.id],
+			dept != "" && e.dept != dept:
+			return false
 		}
-		s := score(e, tokens, digits)
-		if s <= 0 && (len(tokens) > 0 || digits != "") {
-			continue
-		}
-		if favorites[c.ID] {
-			s += 5
-		}
-		hits = append(hits, hit{e, s})
+		return true
 	}
-	x.mu.RUnlock()
-	slices.SortFunc(hits, func(a, b hit) int {
-		return cmp.Or(cmp.Compare(b.score, a.score), cmp.Compare(a.e.name, b.e.name), cmp.Compare(a.e.c.ID, b.e.c.ID))
-	})
-	total := len(hits)
-	from := min(q.Offset, total)
-	to := min(from+q.Limit, total)
-	out := make([]Contact, 0, to-from)
-	for _, h := range hits[from:to] {
-		c := h.e.c
+
+	var acc *accum // the query's scores; nil lists all
+	switch digits := queryDigits(q.Text); {
+	case len(tokens) == 0:
+	case len(digits) >= 2 && isNumberQuery(tokens):
+		acc = x.numberScores(digits)
+	default:
+		acc = x.textScores(tokens)
+	}
+
+	top := &hitHeap{}
+	want := q.Offset + q.Limit
+	total := 0
+	consider := func(e *entry, s int) {
+		if !keep(e) {
+			return
+		}
+		total++
+		if favorites[e.id] {
+			s += scoreFavorite
+		}
+		h := hit{e: e, score: s}
+		if top.Len() < want {
+			heap.Push(top, h)
+		} else if want > 0 && better(h, (*top)[0]) {
+			(*top)[0] = h
+			heap.Fix(top, 0)
+		}
+	}
+	if acc == nil {
+		for _, e := range x.order {
+			consider(e, 0)
+		}
+	} else {
+		for _, rank := range acc.touched {
+			if acc.mask[rank] == acc.full {
+				consider(x.order[rank], int(acc.score[rank]))
+			}
+		}
+		acc.release()
+	}
+	hits := make([]hit, top.Len())
+	for i := len(hits) - 1; i >= 0; i-- {
+		hits[i] = heap.Pop(top).(hit)
+	}
+	if q.Offset >= len(hits) {
+		return []Contact{}, total
+	}
+	out := make([]Contact, 0, len(hits)-q.Offset)
+	for _, h := range hits[q.Offset:] {
+		c := h.e.contact()
 		c.Favorite = favorites[c.ID]
 		out = append(out, c)
 	}
 	return out, total
 }
 
-// score rates how well an entry matches: a number query by its numbers
-// (whole number 100, its end — an extension or the last digits — 60,
-// inside 30); text tokens must each occur somewhere (a whole word 10, a
-// word's start 6, inside a word 2, in the name twice that), else 0.
-func score(e *entry, tokens []string, digits string) int {
-	if digits != "" {
-		best := 0
-		alt := ""
-		if digits[0] == '8' {
-			alt = "7" + digits[1:] // 8 495… typed as dialled
+// accum gathers a query's scores by rank in arrays (maps are far slower
+// for queries that hit most of the directory); pooled.
+type accum struct {
+	score   []int32
+	mask    []uint8 // bit i: token i matched
+	cur     []int32 // the current token's best score, by rank
+	touched []int32 // ranks with a score, for the reset
+	curHit  []int32 // ranks the current token hit
+	full    uint8
+}
+
+var accums sync.Pool
+
+func (x *index) accum(tokens int) *accum {
+	n := len(x.order)
+	a, _ := accums.Get().(*accum)
+	if a == nil || len(a.score) < n {
+		a = &accum{score: make([]int32, n), mask: make([]uint8, n), cur: make([]int32, n)}
+	}
+	a.touched, a.curHit = a.touched[:0], a.curHit[:0]
+	a.full = uint8(1)<<tokens - 1
+	return a
+}
+
+// hit notes an occurrence of the current token in rank with score s.
+func (a *accum) hit(rank int, s int32) {
+	if a.cur[rank] == 0 {
+		a.curHit = append(a.curHit, int32(rank))
+	}
+	a.cur[rank] = max(a.cur[rank], s)
+}
+
+// endToken adds the current token (number ti) to the totals.
+func (a *accum) endToken(ti int) {
+	for _, r := range a.curHit {
+		if a.mask[r] == 0 {
+			a.touched = append(a.touched, r)
 		}
-		for _, n := range e.numbers {
-			for _, d := range []string{digits, alt} {
-				switch {
-				case d == "":
-				case n == d:
-					best = max(best, 100)
-				case strings.HasSuffix(n, d):
-					best = max(best, 60)
-				case strings.Contains(n, d):
-					best = max(best, 30)
-				}
+		a.mask[r] |= uint8(1) << ti
+		a.score[r] += a.cur[r]
+		a.cur[r] = 0
+	}
+	a.curHit = a.curHit[:0]
+}
+
+func (a *accum) release() {
+	for _, r := range a.touched {
+		a.score[r], a.mask[r] = 0, 0
+	}
+	accums.Put(a)
+}
+
+// textScores finds every token in the text layout; a contact matches
+// when it has them all (acc.full).
+func (x *index) textScores(tokens []string) *accum {
+	// The longest word first: it is usually the rarest, and later words
+	// only look inside contacts the earlier ones matched.
+	tokens = slices.Clone(tokens)
+	slices.SortStableFunc(tokens, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	acc := x.accum(len(tokens))
+	n := len(x.textAt)
+	for ti, t := range tokens {
+		need := uint8(1)<<ti - 1 // the earlier tokens
+		rank := 0
+		for i := 0; ; {
+			j := strings.Index(x.text[i:], t)
+			if j < 0 {
+				break
 			}
+			at := i + j
+			i = at + 1
+			// Occurrences come in order: move the rank forward.
+			for rank+1 < n && x.textAt[rank+1] <= at {
+				rank++
+			}
+			if acc.mask[rank]&need != need {
+				// An earlier word missed this contact: skip it.
+				if rank+1 < n {
+					i = x.textAt[rank+1]
+				} else {
+					break
+				}
+				continue
+			}
+			s := wordScore(x.text, at, at+len(t))
+			if at < x.textAt[rank]+len(x.order[rank].name) {
+				s *= 2 // in the name
+			}
+			acc.hit(rank, int32(s))
 		}
-		if best > 0 || isNumberQuery(tokens) {
-			return best
+		acc.endToken(ti)
+	}
+	return acc
+}
+
+// wordScore rates the match text[at:end]: a whole word, a word's start,
+// or inside a word.
+func wordScore(text string, at, end int) int {
+	boundary := func(b byte) bool {
+		return b <= ' ' || b == '@' || b == '.' || b == '-' || b == '(' || b == ')' || b == '"'
+	}
+	starts := at == 0 || boundary(text[at-1])
+	ends := end == len(text) || boundary(text[end])
+	switch {
+	case starts && ends:
+		return scoreWord
+	case starts:
+		return scoreWordStart
+	}
+	return scoreInside
+}
+
+// numberScores finds the digits (and 8… as 7…) in the numbers layout.
+func (x *index) numberScores(digits string) *accum {
+	acc := x.accum(1)
+	for _, d := range []string{digits, alt8(digits)} {
+		if d == "" {
+			continue
+		}
+		for i := 0; ; {
+			j := strings.Index(x.digits[i:], d)
+			if j < 0 {
+				break
+			}
+			at := i + j
+			i = at + 1
+			rank := sort.SearchInts(x.digitsAt, at+1) - 1
+			starts := at == 0 || x.digits[at-1] == 0
+			ends := at+len(d) == len(x.digits) || x.digits[at+len(d)] == 0
+			s := scoreNumberPart
+			switch {
+			case starts && ends:
+				s = scoreNumber
+			case ends:
+				s = scoreNumberEnd
+			}
+			acc.hit(rank, int32(s))
 		}
 	}
-	total := 0
-	for _, t := range tokens {
-		s := tokenScore(e.text, t)
-		if s == 0 {
-			return 0
-		}
-		if strings.Contains(e.name, t) {
-			s *= 2
-		}
-		total += s
+	acc.endToken(0)
+	return acc
+}
+
+// alt8 is a number typed with the Russian trunk prefix 8 as stored (7…).
+func alt8(d string) string {
+	if d[0] == '8' {
+		return "7" + d[1:]
 	}
-	return total
+	return ""
 }
 
 // isNumberQuery: every token is digits and number punctuation.
@@ -261,25 +493,29 @@ func isNumberQuery(tokens []string) bool {
 	return true
 }
 
-func tokenScore(text, t string) int {
-	best := 0
-	for i := 0; ; {
-		j := strings.Index(text[i:], t)
-		if j < 0 {
-			return best
-		}
-		at := i + j
-		end := at + len(t)
-		startsWord := at == 0 || text[at-1] == ' ' || text[at-1] == '@' || text[at-1] == '.' || text[at-1] == '-'
-		endsWord := end == len(text) || text[end] == ' ' || text[end] == '@' || text[end] == '.' || text[end] == '-'
-		switch {
-		case startsWord && endsWord:
-			return 10
-		case startsWord:
-			best = max(best, 6)
-		default:
-			best = max(best, 2)
-		}
-		i = at + 1
+type hit struct {
+	e     *entry
+	score int
+}
+
+// better orders hits: higher score, then by name (rank).
+func better(a, b hit) bool {
+	if a.score != b.score {
+		return a.score > b.score
 	}
+	return a.e.rank < b.e.rank
+}
+
+// hitHeap keeps the best hits seen, the worst on top.
+type hitHeap []hit
+
+func (h hitHeap) Len() int           { return len(h) }
+func (h hitHeap) Less(i, j int) bool { return better(h[j], h[i]) }
+func (h hitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *hitHeap) Push(v any)        { *h = append(*h, v.(hit)) }
+func (h *hitHeap) Pop() any {
+	old := *h
+	v := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return v
 }

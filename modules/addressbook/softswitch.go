@@ -67,9 +67,7 @@ func NewSoftswitch(cfg config.SoftswitchDirectory, log *slog.Logger) (*Softswitc
 	mc, err := mysql.ParseDSN(cfg.DSN)
 	if err != nil {
 		// The parser may quote the DSN; scrub what looks like a password.
-		_, pass, _ := strings.Cut(cfg.DSN, ":")
-		pass, _, _ = strings.Cut(pass, "@")
-		return nil, fmt.Errorf("addressbook: softswitch dsn %q: %w", s.masked, redactErr(err, pass))
+		return nil, fmt.Errorf("addressbook: softswitch dsn %q: %w", s.masked, redactErr(err, dsnPassword(cfg.DSN)))
 	}
 	s.password = mc.Passwd
 	if mc.Timeout == 0 {
@@ -317,6 +315,22 @@ func (s *Softswitch) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("no answer within %s (addressbook.softswitch.timeout): %w", s.timeout, err)
 	}
 	return fmt.Errorf("addressbook: softswitch %s (%s): %w", op, s.masked, redactErr(err, s.password))
+}
+
+// dsnPassword finds the password of a "user:pass@net(addr)/db" DSN as the
+// driver does: the user information ends at the last '@' before the last
+// '/', the password starts after its first ':'.
+func dsnPassword(dsn string) string {
+	head := dsn
+	if i := strings.LastIndexByte(dsn, '/'); i >= 0 {
+		head = dsn[:i]
+	}
+	at := strings.LastIndexByte(head, '@')
+	if at < 0 {
+		return ""
+	}
+	_, pass, _ := strings.Cut(dsn[:at], ":")
+	return pass
 }
 
 // redactedErr hides a secret in err's message, keeping err in the chain.

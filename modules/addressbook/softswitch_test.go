@@ -328,6 +328,20 @@ func TestSoftswitchFailures(t *testing.T) {
 	})
 }
 
+func TestDSNPassword(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"reader:s3cret@tcp(ecss:3306)/ecss":  "s3cret",
+		"reader:p@ss:w/rd@tcp(ecss:3306)/db": "p@ss:w/rd",
+		"reader@tcp(ecss:3306)/ecss":         "",
+		"tcp(ecss:3306)/ecss":                "",
+		"":                                   "",
+	} {
+		if got := dsnPassword(dsn); got != want {
+			t.Errorf("dsnPassword(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}
+
 func TestCellText(t *testing.T) {
 	for _, c := range []struct {
 		in   any
