@@ -14,15 +14,16 @@ import (
 // index is the node's in-memory search index over every contact, kept in
 // step with the database through ab_changes.
 //
-// Searching is a scan, but not contact by contact: the folded searchable
-// text of every contact is laid end to end in one string (text), and the
-// numbers in another (digits), so each query word is one strings.Index
-// run over a few megabytes (vectorised on amd64), and each hit is mapped
-// back to its contact by binary search over the start offsets. The
-// layout is rebuilt after changes (put and remove mark it stale; the
-// module rebuilds after applying a batch of changes, and a search
-// rebuilds it if it is still stale), which takes tens of milliseconds for
-// 100 000 contacts.
+// Searching scans, but not contact by contact: every distinct word of
+// every contact is laid end to end once in one string (words) with the
+// contacts that have it (postings), and the numbers in another string
+// (digits). A query word is one strings.Index run over the words (a few
+// hundred thousand distinct words even for 100 000 contacts: a couple of
+// megabytes, vectorised on amd64), which finds it as a whole word, a
+// word's start or inside a word, and each matching word hands over its
+// contacts. The layout is rebuilt after changes (put and remove mark it
+// stale; the module rebuilds after applying a batch of changes, and a
+// search rebuilds it if it is still stale).
 type index struct {
 	mu      sync.RWMutex
 	entries []*entry           // in no particular order
@@ -31,12 +32,15 @@ type index struct {
 
 	stale bool
 	// The layout, valid while !stale. order is entries sorted by name
-	// (the order of equal scores and of a list without query); text and
-	// digits hold the entries in that order, textAt[i] and digitsAt[i]
-	// where the i-th starts.
+	// (the order of equal scores and of a list without query). words
+	// holds every distinct word of every contact once, separated by 0,
+	// wordAt where each starts, postings[w] the contacts that have word
+	// w (rank<<1, | 1 when in the name). digits holds the numbers of the
+	// entries in order, digitsAt[i] where the i-th's start.
 	order    []*entry
-	text     string
-	textAt   []int
+	words    string
+	wordAt   []int
+	postings [][]int32
 	digits   string
 	digitsAt []int
 }
@@ -143,25 +147,54 @@ func (x *index) rebuildLocked() {
 	}
 	order := slices.Clone(x.entries)
 	slices.SortFunc(order, func(a, b *entry) int { return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.id, b.id)) })
-	var text, digits strings.Builder
-	textAt, digitsAt := make([]int, len(order)), make([]int, len(order))
+	ids := map[string]int32{}
+	var postings [][]int32
+	var words, digits strings.Builder
+	var wordAt []int
+	digitsAt := make([]int, len(order))
+	add := func(text string, rank int, inName int32) {
+		for _, w := range strings.FieldsFunc(text, isWordBreak) {
+			id, ok := ids[w]
+			if !ok {
+				id = int32(len(postings))
+				ids[w] = id
+				postings = append(postings, nil)
+				wordAt = append(wordAt, words.Len())
+				words.WriteString(w)
+				words.WriteByte(0)
+			}
+			p := int32(rank)<<1 | inName
+			ps := postings[id]
+			// A word twice in one contact: keep one posting, the name's.
+			if n := len(ps); n > 0 && ps[n-1]>>1 == int32(rank) {
+				ps[n-1] |= inName
+				continue
+			}
+			postings[id] = append(ps, p)
+		}
+	}
 	for i, e := range order {
 		e.rank = i
-		// Separators that no folded text or number holds, so no match
-		// spans two contacts; \x01 ends the name.
-		textAt[i] = text.Len()
-		text.WriteString(e.name)
-		text.WriteByte(1)
-		text.WriteString(e.search)
-		text.WriteByte(0)
+		add(e.name, i, 1)
+		add(e.search, i, 0)
 		digitsAt[i] = digits.Len()
 		for _, n := range e.numbers {
 			digits.WriteString(n)
 			digits.WriteByte(0)
 		}
 	}
-	x.order, x.text, x.textAt, x.digits, x.digitsAt = order, text.String(), textAt, digits.String(), digitsAt
+	x.order, x.words, x.wordAt, x.postings = order, words.String(), wordAt, postings
+	x.digits, x.digitsAt = digits.String(), digitsAt
 	x.stale = false
+}
+
+// isWordBreak separates the words of folded text (and of a query).
+func isWordBreak(r rune) bool {
+	switch r {
+	case '@', '.', '-', '(', ')', '"', '\'', ',', ';', ':', '/', '«', '»', '_':
+		return true
+	}
+	return unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
 func (x *index) get(id int64) (Contact, bool) {
@@ -257,9 +290,7 @@ func (x *index) search(userID int64, q Query, favorites map[int64]bool) ([]Conta
 	}
 	defer x.mu.RUnlock()
 
-	tokens := strings.FieldsFunc(fold(q.Text), func(r rune) bool {
-		return unicode.IsSpace(r) || r == ',' || r == ';' || r < ' ' || r == 1
-	})
+	tokens := strings.FieldsFunc(fold(q.Text), isWordBreak)
 	if len(tokens) > maxTokens {
 		tokens = tokens[:maxTokens]
 	}
@@ -388,60 +419,49 @@ func (a *accum) release() {
 // when it has them all (acc.full).
 func (x *index) textScores(tokens []string) *accum {
 	// The longest word first: it is usually the rarest, and later words
-	// only look inside contacts the earlier ones matched.
+	// only count for contacts the earlier ones matched.
 	tokens = slices.Clone(tokens)
 	slices.SortStableFunc(tokens, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
 	acc := x.accum(len(tokens))
-	n := len(x.textAt)
+	n := len(x.wordAt)
 	for ti, t := range tokens {
 		need := uint8(1)<<ti - 1 // the earlier tokens
-		rank := 0
+		w := 0
 		for i := 0; ; {
-			j := strings.Index(x.text[i:], t)
+			j := strings.Index(x.words[i:], t)
 			if j < 0 {
 				break
 			}
 			at := i + j
-			i = at + 1
-			// Occurrences come in order: move the rank forward.
-			for rank+1 < n && x.textAt[rank+1] <= at {
-				rank++
+			// Occurrences come in order: move to the word holding this one.
+			for w+1 < n && x.wordAt[w+1] <= at {
+				w++
 			}
-			if acc.mask[rank]&need != need {
-				// An earlier word missed this contact: skip it.
-				if rank+1 < n {
-					i = x.textAt[rank+1]
-				} else {
-					break
+			s := scoreInside
+			end := at + len(t)
+			switch start := at == x.wordAt[w]; {
+			case start && x.words[end] == 0:
+				s = scoreWord
+			case start:
+				s = scoreWordStart
+			}
+			for _, p := range x.postings[w] {
+				rank := int(p >> 1)
+				if acc.mask[rank]&need != need {
+					continue // an earlier word missed this contact
 				}
-				continue
+				acc.hit(rank, int32(s<<(p&1))) // in the name: twice
 			}
-			s := wordScore(x.text, at, at+len(t))
-			if at < x.textAt[rank]+len(x.order[rank].name) {
-				s *= 2 // in the name
+			// The next occurrence in another word.
+			if w+1 < n {
+				i = x.wordAt[w+1]
+			} else {
+				break
 			}
-			acc.hit(rank, int32(s))
 		}
 		acc.endToken(ti)
 	}
 	return acc
-}
-
-// wordScore rates the match text[at:end]: a whole word, a word's start,
-// or inside a word.
-func wordScore(text string, at, end int) int {
-	boundary := func(b byte) bool {
-		return b <= ' ' || b == '@' || b == '.' || b == '-' || b == '(' || b == ')' || b == '"'
-	}
-	starts := at == 0 || boundary(text[at-1])
-	ends := end == len(text) || boundary(text[end])
-	switch {
-	case starts && ends:
-		return scoreWord
-	case starts:
-		return scoreWordStart
-	}
-	return scoreInside
 }
 
 // numberScores finds the digits (and 8… as 7…) in the numbers layout.

@@ -262,6 +262,7 @@ func (m *Module) load(ctx context.Context) error {
 		}
 	}
 	m.lastSeq = seq.Int64
+	m.idx.rebuild()
 	m.met.contacts.Set(float64(m.idx.size()))
 	m.log.Info("addressbook index loaded", "contacts", n, "duration", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -291,6 +292,8 @@ func (m *Module) follow(ctx context.Context) error {
 			m.lastSeq = changes[len(changes)-1].Seq
 		}
 		if len(changes) < 1000 {
+			// Lay the index out again here, not in the next search.
+			m.idx.rebuild()
 			m.met.contacts.Set(float64(m.idx.size()))
 			return nil
 		}
