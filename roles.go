@@ -135,7 +135,8 @@ func (w *wiring) specs() []module.Spec {
 				return push.New(push.Options{
 					Config: w.cfg.Push, Log: d.Logger, DB: d.DB, Bus: d.Bus, Verifier: w.tokenVerifier(d),
 					Metrics: d.Metrics, Presence: reachability{status: &w.status},
-					Names: directory{store: sso.NewStore(d.DB)},
+					Names:   directory{store: sso.NewStore(d.DB)},
+					Numbers: peerNames{book: &w.book, dir: directory{store: sso.NewStore(d.DB)}},
 				})
 			},
 		},

@@ -328,6 +328,12 @@ func (m *Module) callPushes(ctx context.Context, payload []byte) (int64, error) 
 		m.met.skipped.WithLabelValues(skipStale).Inc()
 		return 0, nil
 	}
+	if m.numbers != nil && ev.PeerNumber != "" {
+		// The name the callee knows the caller by beats what the PBX sent.
+		if name, ok := m.numbers.NameForNumber(ctx, ev.UserID, ev.PeerNumber); ok && name != "" {
+			ev.PeerName = name
+		}
+	}
 	note := notification{
 		Data: map[string]string{
 			"call_id":      ev.CallID,

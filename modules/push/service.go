@@ -100,6 +100,11 @@ type Presence interface {
 // Reach is one user's reachability.
 type Reach struct{ Live, DND bool }
 
+// Numbers resolves a phone number to a person's name for one user.
+type Numbers interface {
+	NameForNumber(ctx context.Context, userID int64, number string) (string, bool)
+}
+
 // Names resolves users' display names, for the title of chat pushes.
 type Names interface {
 	DisplayNames(ctx context.Context, userIDs []int64) (map[int64]string, error)
@@ -120,6 +125,10 @@ type Options struct {
 	Presence Presence
 	// Names may be nil: titles fall back to generic text.
 	Names Names
+	// Numbers names a caller by number as the called user knows them
+	// (the address book); nil, or unknown numbers: the name the call
+	// event carries.
+	Numbers Numbers
 	// RootCAs verifies APNs, FCM, the OAuth token endpoint and the relay
 	// node; nil means the system roots (Config.Relay.CAFile, when set,
 	// replaces them for the relay).
@@ -138,6 +147,7 @@ type Module struct {
 	met      *metrics
 	presence Presence
 	names    Names
+	numbers  Numbers
 	now      func() time.Time
 
 	// direct sends to APNs and FCM (nil clients are not configured);
@@ -193,7 +203,7 @@ func New(o Options) (*Module, error) {
 	met := newMetrics()
 	m := &Module{
 		cfg: cfg, log: o.Log, db: o.DB, bus: o.Bus, verifier: o.Verifier, met: met,
-		presence: o.Presence, names: o.Names, now: o.Now,
+		presence: o.Presence, names: o.Names, numbers: o.Numbers, now: o.Now,
 		enabled:   map[string]bool{},
 		relaySem:  make(chan struct{}, relayConcurrency),
 		pollEvery: pollInterval, backoffBase: backoffBase, backoffMax: backoffMax, jobSize: 1,

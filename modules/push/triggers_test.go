@@ -1,6 +1,7 @@
 package push_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -431,6 +432,33 @@ func TestCallPushOrderIndependence(t *testing.T) {
 		}
 		if slices.ContainsFunc(e.apns.pushes(), func(p apnsPush) bool { return p.PushType == "alert" }) {
 			t.Error("a call sent an alert push")
+		}
+	})
+}
+
+// numberBook is the address book as push sees it: bob knows the number
+// under his own name for the caller.
+type numberBook map[string]string
+
+func (b numberBook) NameForNumber(_ context.Context, userID int64, number string) (string, bool) {
+	name, ok := b[fmt.Sprint(userID, ":", number)]
+	return name, ok
+}
+
+// TestCallerNameFromAddressBook: the ring shows the caller as the called
+// user knows them; an unknown number keeps the PBX's name.
+func TestCallerNameFromAddressBook(t *testing.T) {
+	book := numberBook{fmt.Sprint(bob, ":+74951234567"): "Иван (сосед)"}
+	forEachDialect(t, envOptions{edit: func(o *push.Options) { o.Numbers = book }}, func(t *testing.T, e *env) {
+		e.phones(t, bob, carol)
+		now := e.clock.Now()
+		e.publish(t, push.TopicCallStarted, "n-1", callEvent("n-1", bob, "inbound", now))
+		if p := e.apns.wait(t, 1)[0]; p.Payload["caller"] != "Иван (сосед)" || p.Payload["peer_name"] != "Иван (сосед)" {
+			t.Errorf("bob's ring shows %v", p.Payload)
+		}
+		e.publish(t, push.TopicCallStarted, "n-2", callEvent("n-2", carol, "inbound", now))
+		if p := e.apns.wait(t, 2)[1]; p.Payload["caller"] != "Иван Петров" {
+			t.Errorf("carol's ring shows %v", p.Payload)
 		}
 	})
 }
