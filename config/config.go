@@ -28,6 +28,7 @@ type Config struct {
 	Status      Status      `koanf:"status"`
 	Push        Push        `koanf:"push"`
 	Addressbook Addressbook `koanf:"addressbook"`
+	Proxy       Proxy       `koanf:"proxy"`
 	Modules     Modules     `koanf:"modules"`
 }
 
@@ -74,6 +75,9 @@ type Gateway struct {
 	// TLSAuto makes a self-signed certificate in <data_dir>/tls when no
 	// tls_cert is given, so the gateway never speaks plaintext by accident.
 	TLSAuto bool `koanf:"tls_auto"`
+	// RedirectListen is a plain HTTP listener that only redirects to the
+	// gateway's https address (":80" in production); "" disables it.
+	RedirectListen string `koanf:"redirect_listen"`
 }
 
 // HTTP holds the limits every HTTP listener applies.

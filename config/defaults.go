@@ -39,6 +39,7 @@ func Default() Config {
 		Status:      defaultStatus(),
 		Push:        defaultPush(),
 		Addressbook: defaultAddressbook(),
+		Proxy:       defaultProxy(),
 		Files:       Files{MaxUploadBytes: 100 << 20, PresignTTL: 5 * time.Minute, ThumbnailSize: 320, MaxImagePixels: 40_000_000},
 		SSO: SSO{
 			HealthListen:    "127.0.0.1:9100",

@@ -82,6 +82,8 @@ func (c *Config) Validate() Problems {
 	}
 	checkListener("admin", c.Admin.Listener, false)
 	checkListener("gateway", c.Gateway.Listener, c.Gateway.TLSAuto)
+	// The redirect listener is plain HTTP by design: it serves nothing.
+	checkListener("gateway.redirect", Listener{Listen: c.Gateway.RedirectListen, AllowPlaintext: true}, false)
 
 	prefixes := map[string]string{}
 	for _, name := range names {
@@ -162,6 +164,7 @@ func (c *Config) Validate() Problems {
 	ps = append(ps, c.Status.validate()...)
 	ps = append(ps, c.Push.validate()...)
 	ps = append(ps, c.Addressbook.validate()...)
+	ps = append(ps, c.Proxy.validate(c.Node.Role)...)
 	return ps
 }
 
