@@ -23,6 +23,9 @@ type ServerOptions struct {
 	MaxHeaderBytes    int
 	Logger            *slog.Logger
 	Metrics           *Metrics
+	// WrapListener, when set, wraps the bound TCP listener before TLS
+	// (per-client connection limits count raw connections).
+	WrapListener func(net.Listener) net.Listener
 }
 
 // Server is an HTTP listener that drains gracefully: on Shutdown it stops
@@ -137,6 +140,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listener %s: %w", s.o.Name, err)
 	}
 	s.ln = ln
+	if s.o.WrapListener != nil {
+		ln = s.o.WrapListener(ln)
+	}
 	if s.o.TLS != nil {
 		ln = tls.NewListener(ln, s.o.TLS)
 	}
