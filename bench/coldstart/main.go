@@ -27,7 +27,9 @@ func main() {
 		var ready, stop []time.Duration
 		var rss []float64
 		for i := 0; i < *runs; i++ {
-			n, err := benchkit.Start(*bin, args)
+			// A proxy needs an upstream in its configuration; none needs
+			// to answer for it to start.
+			n, err := benchkit.Start(*bin, args, "ELPH_PROXY_UPSTREAMS=https://127.0.0.1:1")
 			if err != nil {
 				fail(err)
 			}
