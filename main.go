@@ -29,7 +29,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), configCmd(), userCmd(), ldapCmd(), addressbookCmd(), versionCmd())
+	root.AddCommand(serveCmd(), certCmd(), migrateCmd(), configCmd(), userCmd(), ldapCmd(), addressbookCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

@@ -272,38 +272,6 @@ func TestServeAllStartsAnswersAndStops(t *testing.T) {
 	}
 }
 
-func TestServeProxyStartsOnlyTheGateway(t *testing.T) {
-	n := newNodeEnv(t)
-	n.env["ELPH_PROXY_UPSTREAMS"] = "https://127.0.0.1:1" // nothing listens: the proxy starts regardless
-	p := start(t, n.env, "serve", "--role=proxy")
-	plain := &http.Client{Timeout: 5 * time.Second}
-	waitFor(t, p, "admin /readyz", func() bool { code, _ := get(plain, "http://"+n.admin+"/readyz"); return code == 200 })
-	_, body := get(plain, "http://"+n.admin+"/readyz")
-	if strings.Contains(body, "database") {
-		t.Errorf("proxy checks a database: %s", body)
-	}
-	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if code, _ := get(insecure, "https://"+n.gateway+"/livez"); code != 200 {
-		t.Errorf("gateway /livez = %d", code)
-	}
-	if code, body := get(insecure, "https://"+n.gateway+"/"); code != 404 || !strings.Contains(body, `"code":"not_found"`) {
-		t.Errorf("proxy gateway / = %d %q; want the JSON 404 (no modules in-process)", code, body)
-	}
-	if c, err := net.DialTimeout("tcp", n.webclient, time.Second); err == nil {
-		c.Close()
-		t.Error("a module listener is open on the proxy")
-	}
-	if _, err := os.Stat(filepath.Join(n.dataDir, "elph.db")); err == nil {
-		t.Error("the proxy created a database")
-	}
-	if !strings.Contains(p.out.String(), "role=proxy") {
-		t.Errorf("start-up log does not name the role")
-	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-}
-
 func TestServeRefusesToStart(t *testing.T) {
 	t.Run("bad configuration", func(t *testing.T) {
 		out, code := run(t, map[string]string{"ELPH_LOG_LEVEL": "loud", "ELPH_DATABASE_DRIVER": "oracle"}, "serve", "--all")

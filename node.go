@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +28,7 @@ import (
 	"github.com/elph-server/elph/platform/httpx"
 	"github.com/elph-server/elph/platform/module"
 	"github.com/elph-server/elph/platform/obs"
+	"github.com/elph-server/elph/platform/proxy"
 	"github.com/elph-server/elph/platform/store"
 	"github.com/elph-server/elph/platform/systemd"
 )
@@ -48,6 +51,7 @@ type node struct {
 	admin    *httpx.Server   // stopped last, so /readyz reports the drain
 	servers  []*httpx.Server // gateway and module listeners
 	certs    []*httpx.Certificate
+	proxy    *proxy.Proxy // the gateway's routing (in-process or to upstreams)
 	openURL  string
 }
 
@@ -192,16 +196,50 @@ func (n *node) buildListeners(mods []module.Module) error {
 		if err != nil {
 			return err
 		}
-		gw := router("gateway")
-		gw.Get("/livez", n.health.Livez)
-		gw.Get("/readyz", n.health.Readyz(false))
-		for _, m := range mods {
-			if h := m.Routes(); h != nil {
-				gw.Mount(mountPath(c.Modules.ByName(m.Name()).Prefix), h)
-			}
+		routes, err := n.gatewayRoutes(mods, router("gateway"))
+		if err != nil {
+			return err
 		}
-		n.servers = append(n.servers, newServer("gateway", c.Gateway.Listener, gw, tlsCfg))
+		transport, err := upstreamTransport(c.Proxy.CAFile)
+		if err != nil {
+			return err
+		}
+		px, err := proxy.New(proxy.Options{
+			Routes: routes, TrustedProxies: trusted, Transport: transport,
+			HealthPath: "/readyz", HealthInterval: c.Proxy.HealthInterval,
+			MaxBodyBytes: int64(c.HTTP.MaxBodyBytes), BodyReadTimeout: c.Proxy.BodyReadTimeout,
+			PerIPConnections: c.Proxy.PerIPConnections, PerIPRate: float64(c.Proxy.PerIPRate), PerIPBurst: c.Proxy.PerIPBurst,
+			Log: n.log.With("component", "proxy"), Metrics: n.reg,
+		})
+		if err != nil {
+			return fmt.Errorf("gateway routes: %w", err)
+		}
+		n.proxy = px
+		if c.Node.Role == "proxy" {
+			n.health.AddCheck("upstreams", func(context.Context) error { return px.Healthy() })
+		}
+		// Health answers here, in front of the routing: a proxy node's
+		// /readyz says whether it has somewhere to send requests.
+		gw := http.NewServeMux()
+		gw.HandleFunc("GET /livez", n.health.Livez)
+		gw.Handle("GET /readyz", n.health.Readyz(false))
+		gw.Handle("/", px)
+		srv := httpx.NewServer(httpx.ServerOptions{
+			Name: "gateway", Addr: c.Gateway.Listen, Handler: gw, TLS: tlsCfg,
+			ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout, IdleTimeout: c.HTTP.IdleTimeout,
+			MaxHeaderBytes: int(c.HTTP.MaxHeaderBytes), Logger: n.log, Metrics: metrics,
+			WrapListener: px.LimitListener,
+		})
+		n.servers = append(n.servers, srv)
 		n.openURL = openURL(c.Gateway.Listen, tlsCfg != nil)
+		if port := httpx.HTTPSPort(c.Gateway.Listen); c.Gateway.RedirectListen != "" && tlsCfg != nil && port != "0" {
+			// Plain HTTP only says where the https gateway is.
+			n.servers = append(n.servers, httpx.NewServer(httpx.ServerOptions{
+				Name: "gateway-redirect", Addr: c.Gateway.RedirectListen, Handler: httpx.RedirectHandler(port),
+				ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout, IdleTimeout: c.HTTP.IdleTimeout,
+				MaxHeaderBytes: int(c.HTTP.MaxHeaderBytes), Logger: n.log, Metrics: metrics,
+			}))
+		}
 	}
 
 	for _, m := range mods {
@@ -221,6 +259,89 @@ func (n *node) buildListeners(mods []module.Module) error {
 		}
 	}
 	return nil
+}
+
+// gatewayRoutes is what the gateway routes where: on a node with modules,
+// every module's prefix to the module in this process (no hop); on a
+// proxy node, every module prefix to the upstream server nodes, with
+// proxy.routes overriding some. Upload routes get their larger body
+// limits.
+func (n *node) gatewayRoutes(mods []module.Module, local chi.Router) ([]proxy.Route, error) {
+	c := n.cfg
+	limits := map[string]int64{
+		"files":       int64(c.Files.MaxUploadBytes),
+		"addressbook": int64(c.Addressbook.MaxAvatarBytes),
+	}
+	var routes []proxy.Route
+	if c.Node.Role != "proxy" {
+		for _, m := range mods {
+			h := m.Routes()
+			if h == nil {
+				continue
+			}
+			prefix := c.Modules.ByName(m.Name()).Prefix
+			local.Mount(mountPath(prefix), h)
+			routes = append(routes, proxy.Route{Prefix: prefix, Handler: local, MaxBodyBytes: limits[m.Name()]})
+		}
+		if !slices.ContainsFunc(routes, func(r proxy.Route) bool { return r.Prefix == "/" }) {
+			// Unknown paths get the router's JSON 404.
+			routes = append(routes, proxy.Route{Prefix: "/", Handler: local})
+		}
+		return routes, nil
+	}
+	override := map[string][]*url.URL{}
+	for _, s := range c.Proxy.Routes {
+		prefix, ups, err := config.ParseRoute(s)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.routes: %w", err) // validated by Load
+		}
+		override[prefix] = ups
+	}
+	var upstreams []*url.URL
+	for _, s := range c.Proxy.Upstreams {
+		u, err := config.ParseUpstream(s)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.upstreams: %w", err)
+		}
+		upstreams = append(upstreams, u)
+	}
+	for _, name := range c.Modules.Names() {
+		m := c.Modules.ByName(name)
+		if !m.Enabled || m.Prefix == "" {
+			continue
+		}
+		ups, ok := override[m.Prefix]
+		delete(override, m.Prefix)
+		if !ok {
+			ups = upstreams
+		}
+		if len(ups) == 0 {
+			continue
+		}
+		routes = append(routes, proxy.Route{Prefix: m.Prefix, Upstreams: ups, MaxBodyBytes: limits[name]})
+	}
+	for prefix, ups := range override { // prefixes of no module: passed on as configured
+		routes = append(routes, proxy.Route{Prefix: prefix, Upstreams: ups})
+	}
+	return routes, nil
+}
+
+// upstreamTransport is the proxy's client to upstream server nodes,
+// verifying them with caFile (empty: the system roots).
+func upstreamTransport(caFile string) (*http.Transport, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("proxy.ca_file %s: no PEM certificate in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return proxy.NewTransport(cfg), nil
 }
 
 // tlsFor loads a listener's certificate, or makes a self-signed one when
@@ -306,6 +427,17 @@ func (n *node) start(ctx context.Context) error {
 		n.closeStorage()
 		return err
 	}
+	if n.proxy != nil {
+		// Health checks of upstreams; a first round runs before this
+		// returns, so /readyz is right from the start.
+		if err := n.proxy.Start(ctx); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = n.group.Stop(sctx)
+			n.closeStorage()
+			return err
+		}
+	}
 	all := n.servers
 	if n.admin != nil {
 		all = append([]*httpx.Server{n.admin}, all...)
@@ -352,6 +484,9 @@ func (n *node) shutdown() error {
 		}()
 	}
 	wg.Wait()
+	if n.proxy != nil {
+		errs = append(errs, n.proxy.Stop(ctx))
+	}
 	errs = append(errs, n.group.Stop(ctx))
 	if err := n.bus.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("event bus: %w", err))
