@@ -16,9 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/elph-server/elph/config"
-	"github.com/elph-server/elph/migrations"
 	"github.com/elph-server/elph/modules/addressbook"
-	"github.com/elph-server/elph/platform/obs"
 	"github.com/elph-server/elph/platform/store"
 )
 
@@ -35,35 +33,12 @@ type directoryEnv struct {
 	dir *addressbook.Directory
 }
 
-// openDirectory reads the configuration, opens and migrates the database
-// (as openSSO does) and returns the directory on it.
+// openDirectory opens the configured, migrated database and returns the
+// directory on it.
 func openDirectory(ctx context.Context, cf *configFlags, cmd *cobra.Command) (*directoryEnv, error) {
-	src, err := cf.source(cmd.Flags(), nil)
+	cfg, log, db, err := openMigrated(ctx, cf, cmd)
 	if err != nil {
 		return nil, err
-	}
-	l, err := load(src, cmd.ErrOrStderr())
-	if err != nil {
-		return nil, err
-	}
-	cfg := l.Config
-	log := obs.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, newLevel(cfg.Log.Level))
-	o, err := storeOptions(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	o.Logger = log
-	db, err := store.Open(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	fsys, err := migrations.FS(db.Dialect.Name())
-	if err == nil {
-		_, err = db.Migrate(ctx, fsys)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	return &directoryEnv{cfg: cfg, log: log, db: db, dir: addressbook.NewDirectory(db, nil)}, nil
 }

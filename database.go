@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 
 	"github.com/elph-server/elph/config"
+	"github.com/elph-server/elph/migrations"
 	"github.com/elph-server/elph/platform/blob"
+	"github.com/elph-server/elph/platform/obs"
 	"github.com/elph-server/elph/platform/store"
+	"github.com/spf13/cobra"
 )
 
 // storeOptions maps the database section to store options. SQLite without a
@@ -50,4 +53,38 @@ func openBlob(ctx context.Context, c *config.Config, log *slog.Logger) (blob.Sto
 		return nil, fmt.Errorf("file store: %w", err)
 	}
 	return l, nil
+}
+
+// openMigrated reads the configuration a command was given, opens its
+// database and applies pending migrations: what every command that works
+// on the data outside `serve` needs first (user, ldap, addressbook).
+func openMigrated(ctx context.Context, cf *configFlags, cmd *cobra.Command) (config.Config, *slog.Logger, *store.DB, error) {
+	src, err := cf.source(cmd.Flags(), nil)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	l, err := load(src, cmd.ErrOrStderr())
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	cfg := l.Config
+	log := obs.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, newLevel(cfg.Log.Level))
+	o, err := storeOptions(&cfg)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	o.Logger = log
+	db, err := store.Open(ctx, o)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	fsys, err := migrations.FS(db.Dialect.Name())
+	if err == nil {
+		_, err = db.Migrate(ctx, fsys)
+	}
+	if err != nil {
+		db.Close()
+		return config.Config{}, nil, nil, fmt.Errorf("migrate: %w", err)
+	}
+	return cfg, log, db, nil
 }

@@ -17,10 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/elph-server/elph/config"
-	"github.com/elph-server/elph/migrations"
 	"github.com/elph-server/elph/modules/sso"
 	"github.com/elph-server/elph/platform/bus"
-	"github.com/elph-server/elph/platform/obs"
 	"github.com/elph-server/elph/platform/store"
 )
 
@@ -35,32 +33,9 @@ type ssoEnv struct {
 }
 
 func openSSO(ctx context.Context, cf *configFlags, cmd *cobra.Command) (*ssoEnv, error) {
-	src, err := cf.source(cmd.Flags(), nil)
+	cfg, log, db, err := openMigrated(ctx, cf, cmd)
 	if err != nil {
 		return nil, err
-	}
-	l, err := load(src, cmd.ErrOrStderr())
-	if err != nil {
-		return nil, err
-	}
-	cfg := l.Config
-	log := obs.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, newLevel(cfg.Log.Level))
-	o, err := storeOptions(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	o.Logger = log
-	db, err := store.Open(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	fsys, err := migrations.FS(db.Dialect.Name())
-	if err == nil {
-		_, err = db.Migrate(ctx, fsys)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	b, err := bus.NewMemory(bus.MemoryOptions{})
 	if err != nil {
