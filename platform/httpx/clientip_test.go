@@ -122,7 +122,7 @@ func FuzzClientIP(f *testing.F) {
 		if got == peer {
 			return
 		}
-		if !isTrusted(peer, testTrusted) {
+		if !IsTrusted(peer, testTrusted) {
 			t.Fatalf("untrusted peer %q: clientIP = %v came from X-Forwarded-For", remote, got)
 		}
 		for _, line := range r.Header["X-Forwarded-For"] {

@@ -62,13 +62,20 @@ func requestContext(base *slog.Logger, listener string, trusted []netip.Prefix) 
 // and then walks it from the right, so a client cannot spoof its address by
 // sending the header itself.
 func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer := parseAddr(r.RemoteAddr)
-	if !isTrusted(peer, trusted) {
+	peer := PeerAddr(r.RemoteAddr)
+	return ClientAddr(peer, IsTrusted(peer, trusted), r.Header.Values("X-Forwarded-For"), trusted)
+}
+
+// ClientAddr is the client's address: the peer, or when the peer is a
+// trusted proxy (peerTrusted) the nearest untrusted address in the
+// X-Forwarded-For values xff, walked from the right. A malformed hop
+// breaks the chain there. The proxy and the routers share it.
+func ClientAddr(peer netip.Addr, peerTrusted bool, xff []string, trusted []netip.Prefix) netip.Addr {
+	if !peerTrusted {
 		return peer
 	}
-	hops := r.Header.Values("X-Forwarded-For")
 	var addrs []netip.Addr
-	for _, h := range hops {
+	for _, h := range xff {
 		for _, part := range strings.Split(h, ",") {
 			a, err := netip.ParseAddr(strings.TrimSpace(part))
 			if err != nil {
@@ -80,7 +87,7 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		}
 	}
 	for i := len(addrs) - 1; i >= 0; i-- {
-		if !isTrusted(addrs[i], trusted) {
+		if !IsTrusted(addrs[i], trusted) {
 			return addrs[i]
 		}
 	}
@@ -90,7 +97,9 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	return peer
 }
 
-func parseAddr(hostport string) netip.Addr {
+// PeerAddr parses a connection's remote address ("ip:port", or a bare
+// IP); the zero Addr when it is neither.
+func PeerAddr(hostport string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
 		return ap.Addr().Unmap()
 	}
@@ -102,7 +111,8 @@ func parseAddr(hostport string) netip.Addr {
 	return a.Unmap()
 }
 
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+// IsTrusted reports whether a is inside one of the trusted prefixes.
+func IsTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	if !a.IsValid() {
 		return false
 	}

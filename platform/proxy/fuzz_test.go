@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/elph-server/elph/platform/httpx"
 )
 
 // FuzzMatch checks the route table against a brute-force longest match.
@@ -67,8 +69,8 @@ func FuzzClientIP(f *testing.F) {
 			return
 		}
 		peer = peer.Unmap()
-		pt := isTrusted(peer, trusted)
-		got := clientIP(peer, pt, []string{xff}, trusted)
+		pt := httpx.IsTrusted(peer, trusted)
+		got := httpx.ClientAddr(peer, pt, []string{xff}, trusted)
 		if !pt {
 			if got != peer {
 				t.Fatalf("untrusted peer %v: client %v", peer, got)

@@ -271,8 +271,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := parseAddr(c.RemoteAddr().String())
-		if !ip.IsValid() || isTrusted(ip, l.p.o.TrustedProxies) {
+		ip := httpx.PeerAddr(c.RemoteAddr().String())
+		if !ip.IsValid() || httpx.IsTrusted(ip, l.p.o.TrustedProxies) {
 			return c, nil
 		}
 		key := limitKey(ip)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 
@@ -232,59 +231,6 @@ func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// clientIP is the peer, or when the peer is a trusted proxy the nearest
-// untrusted address in X-Forwarded-For, walked from the right (as
-// httpx does): a client cannot spoof its address by sending the header.
-func clientIP(peer netip.Addr, peerTrusted bool, xff []string, trusted []netip.Prefix) netip.Addr {
-	if !peerTrusted {
-		return peer
-	}
-	var addrs []netip.Addr
-	for _, h := range xff {
-		for _, part := range strings.Split(h, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(part))
-			if err != nil {
-				addrs = nil // a malformed hop breaks the chain
-				continue
-			}
-			addrs = append(addrs, a.Unmap())
-		}
-	}
-	for i := len(addrs) - 1; i >= 0; i-- {
-		if !isTrusted(addrs[i], trusted) {
-			return addrs[i]
-		}
-	}
-	if len(addrs) > 0 {
-		return addrs[0]
-	}
-	return peer
-}
-
-func parseAddr(hostport string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return ap.Addr().Unmap()
-	}
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host = hostport
-	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
 
 // requestID keeps a well-formed X-Request-Id (the rules of httpx) or makes
 // one.

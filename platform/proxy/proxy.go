@@ -321,9 +321,9 @@ func hasDotSegment(p string) bool {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{start: p.now()}
 	rec := &recorder{ResponseWriter: w}
-	peer := parseAddr(r.RemoteAddr)
-	st.trusted = isTrusted(peer, p.o.TrustedProxies)
-	st.client = clientIP(peer, st.trusted, r.Header.Values("X-Forwarded-For"), p.o.TrustedProxies)
+	peer := httpx.PeerAddr(r.RemoteAddr)
+	st.trusted = httpx.IsTrusted(peer, p.o.TrustedProxies)
+	st.client = httpx.ClientAddr(peer, st.trusted, r.Header.Values("X-Forwarded-For"), p.o.TrustedProxies)
 	st.id = requestID(r)
 	w.Header().Set("X-Request-Id", st.id)
 	defer func() {
