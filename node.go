@@ -75,9 +75,11 @@ func newNode(ctx context.Context, loaded *config.Loaded, src config.Source, out 
 		health:   obs.NewHealth(),
 		notifier: systemd.FromEnv(os.Getenv),
 	}
+	// n itself is nil by the time a failure returns; close through a copy.
+	opened := n
 	defer func() {
 		if err != nil {
-			n.closeStorage()
+			opened.closeStorage()
 		}
 	}()
 

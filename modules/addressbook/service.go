@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -100,6 +101,8 @@ type Module struct {
 	now      func() time.Time
 	idx      *index
 
+	stopping atomic.Bool // set by Stop: queued account events are skipped
+
 	followMu sync.Mutex // one follower at a time
 	lastSeq  int64
 
@@ -177,6 +180,9 @@ func (m *Module) Start(ctx context.Context) error {
 			return fmt.Errorf("addressbook: subscribe: %w", err)
 		}
 		synced, err := m.bus.Subscribe(topicDirectorySynced, "addressbook.directory", func(ctx context.Context, _ bus.Event) error {
+			if m.stopping.Load() {
+				return nil
+			}
 			return m.syncAccounts(ctx)
 		})
 		if err != nil {
@@ -207,6 +213,9 @@ func (m *Module) Start(ctx context.Context) error {
 
 // Stop ends the subscriptions and background work.
 func (m *Module) Stop(ctx context.Context) error {
+	// Account events still queued are skipped, not worked through: the
+	// accounts sync at the next start catches up on them.
+	m.stopping.Store(true)
 	m.mu.Lock()
 	subs, cancel := m.subs, m.cancel
 	m.subs, m.cancel = nil, nil
@@ -377,6 +386,9 @@ func (m *Module) syncAccounts(ctx context.Context) error {
 
 // onUserChanged brings one account's change in at once.
 func (m *Module) onUserChanged(ctx context.Context, ev bus.Event) error {
+	if m.stopping.Load() {
+		return nil
+	}
 	id, err := strconv.ParseInt(ev.Key, 10, 64)
 	if err != nil || id <= 0 {
 		return fmt.Errorf("addressbook: %s with key %q", topicUserChanged, ev.Key)

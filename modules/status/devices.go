@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -341,7 +342,7 @@ func (m *Module) promoteIdle(ctx context.Context) error {
 func (m *Module) signalError(c stream.Conn, err error) {
 	code, msg := "internal", "the frame could not be handled"
 	if isInvalid(err) {
-		code, msg = "invalid", err.Error()
+		code, msg = "invalid", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
 	} else {
 		m.log.Error("status: client frame failed", "user_id", c.UserID, "err", err)
 	}

@@ -100,6 +100,7 @@ type Module struct {
 	now      func() time.Time
 	node     string // this process's name in status_devices
 	locks    [lockStripes]sync.Mutex
+	known    sync.Map // user ids whose status_users row exists
 
 	conns *conns
 
@@ -234,6 +235,12 @@ func (m *Module) lock(userID int64) func() {
 func (m *Module) change(ctx context.Context, userID int64, force bool, fn func(tx *sqlx.Tx, r *userRow) error) (Me, error) {
 	unlock := m.lock(userID)
 	defer unlock()
+	if _, known := m.known.Load(userID); !known {
+		if err := m.store.ensureUser(ctx, userID, m.now()); err != nil {
+			return Me{}, err
+		}
+		m.known.Store(userID, struct{}{})
+	}
 	var (
 		me        Me
 		published bool

@@ -1,10 +1,17 @@
 package status_test
 
 import (
+	"context"
+	"net/http"
+	"sync"
+
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 
 	"github.com/elph-server/elph/modules/status"
 	"github.com/elph-server/elph/platform/store"
@@ -408,6 +415,46 @@ func TestShutdownKeepsDevices(t *testing.T) {
 		}
 		if me := e.me(t, alice); me.State != status.StateOffline || me.Devices != 0 {
 			t.Errorf("after the device timeout: %+v, want offline", me)
+		}
+	})
+}
+
+// TestManyNewUsersAtOnce: users never seen before connecting at the same
+// moment all count (on MariaDB their first rows once deadlocked on gap
+// locks).
+func TestManyNewUsersAtOnce(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		const n = 40
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				ws, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
+					HTTPHeader: http.Header{"Authorization": {"Bearer " + e.signer.Token(t, int64(100+i), "s", nil)}},
+				})
+				if err != nil {
+					t.Errorf("dial %d: %v", i, err)
+					return
+				}
+				t.Cleanup(func() { ws.CloseNow() })
+				var f frame
+				if err := wsjson.Read(ctx, ws, &f); err != nil || f.Type != "hello" {
+					t.Errorf("user %d: %+v %v", 100+i, f, err)
+				}
+			})
+		}
+		wg.Wait()
+		ids := make([]int64, n)
+		for i := range ids {
+			ids[i] = int64(100 + i)
+		}
+		var list struct{ Presences []status.Presence }
+		e.call(t, alice, "POST", "/status/v1/query", map[string]any{"user_ids": ids}).want(t, 200).decode(t, &list)
+		for _, p := range list.Presences {
+			if p.State != status.StateOnline {
+				t.Errorf("user %d is %s, want online", p.UserID, p.State)
+			}
 		}
 	})
 }

@@ -84,6 +84,17 @@ func (s *Store) lockUser(ctx context.Context, tx *sqlx.Tx, userID int64) (userRo
 	return r, nil
 }
 
+// ensureUser creates userID's row if there is none, in a statement of its
+// own: locking a row that does not exist yet takes a gap lock on MySQL,
+// and concurrent first changes of new users would deadlock on those.
+func (s *Store) ensureUser(ctx context.Context, userID int64, now time.Time) error {
+	q := s.db.Dialect.InsertIgnore("status_users", []string{"user_id", "state", "updated_at"})
+	if _, err := s.db.ExecContext(ctx, q, userID, StateOffline, store.Time(now)); err != nil {
+		return fmt.Errorf("status: create user %d: %w", userID, err)
+	}
+	return nil
+}
+
 // saveUser writes r (inserting it the first time).
 func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, r userRow) error {
 	q := s.db.Dialect.Upsert("status_users",
