@@ -28,6 +28,10 @@ bench: build
 	$(GO) run ./bench/coldstart -bin ./$(BIN)
 	$(GO) run ./bench/sso -bin ./$(BIN)
 	$(GO) run ./bench/chat -bin ./$(BIN)
+	$(GO) run ./bench/presence -bin ./$(BIN)
+	$(GO) run ./bench/push -bin ./$(BIN)
+	$(GO) run ./bench/addressbook -bin ./$(BIN)
+	$(GO) run ./bench/proxy -bin ./$(BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
