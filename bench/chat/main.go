@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,7 +26,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,7 +238,7 @@ func run(o options) int {
 	ok := 0
 	for pi := range b.phases {
 		ph := &b.phases[pi]
-		sys0, _ := systemCPU()
+		sys0, _ := benchkit.SystemCPU()
 		var ru0 syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		m0, err := scrape(node)
@@ -261,10 +259,10 @@ func run(o options) int {
 		rss1, _ := node.RSSKiB()
 		var ru1 syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-		sys1, _ := systemCPU()
+		sys1, _ := benchkit.SystemCPU()
 		ph.span = time.Since(ph.start)
 		ph.serverCPU = m1.get("process_cpu_seconds_total") - m0.get("process_cpu_seconds_total")
-		ph.toolCPU = cpuOf(ru1) - cpuOf(ru0)
+		ph.toolCPU = benchkit.CPUOf(ru1) - benchkit.CPUOf(ru0)
 		ph.allCPU = sys1 - sys0
 		ph.before, ph.after, ph.rssBefore, ph.rssAfter = m0, m1, rss0, rss1
 		ph.held = b.held()
@@ -338,10 +336,6 @@ func raiseNoFile(need uint64) (soft, hard uint64, err error) {
 	return r.Cur, r.Max, nil
 }
 
-func cpuOf(r syscall.Rusage) float64 {
-	return float64(r.Utime.Nano()+r.Stime.Nano()) / 1e9
-}
-
 // ---- endpoints and REST ----
 
 type endpointSet struct {
@@ -371,44 +365,6 @@ func endpoints(n *benchkit.Node, viaGateway bool) endpointSet {
 	}
 }
 
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
-
-func call(ctx context.Context, c *http.Client, method, url, token string, body, out any, want ...int) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if !slices.Contains(want, resp.StatusCode) {
-		return resp.StatusCode, &httpError{resp.StatusCode, method + " " + url + ": " + strings.TrimSpace(string(b))}
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(b, out)
-	}
-	return resp.StatusCode, nil
-}
-
 // ---- setup ----
 
 type user struct {
@@ -429,7 +385,7 @@ func setup(ctx context.Context, ep endpointSet, o options) ([]user, []group, err
 	var admin struct {
 		AccessToken string `json:"access_token"`
 	}
-	if _, err := call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
+	if _, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
 		"login": "admin", "password": adminPassword, "device": "bench"}, &admin, 200); err != nil {
 		return nil, nil, fmt.Errorf("admin login: %w", err)
 	}
@@ -445,7 +401,7 @@ func setup(ctx context.Context, ep endpointSet, o options) ([]user, []group, err
 		var u struct {
 			ID int64 `json:"id"`
 		}
-		_, err := call(ctx, ep.http, "POST", ep.sso+"/v1/users", admin.AccessToken, map[string]any{
+		_, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/users", admin.AccessToken, map[string]any{
 			"login": users[i].login, "password": password(i), "display_name": fmt.Sprintf("Bench User %d", i)}, &u, 201)
 		users[i].id = u.ID
 		return err
@@ -463,7 +419,7 @@ func setup(ctx context.Context, ep endpointSet, o options) ([]user, []group, err
 				ID int64 `json:"id"`
 			} `json:"user"`
 		}
-		if _, err := call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
+		if _, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
 			"login": users[i].login, "password": password(i), "device": "bench"}, &t, 200); err != nil {
 			return err
 		}
@@ -505,7 +461,7 @@ func setup(ctx context.Context, ep endpointSet, o options) ([]user, []group, err
 		var conv struct {
 			ID int64 `json:"id"`
 		}
-		_, err := call(ctx, ep.http, "POST", ep.chat+"/v1/conversations", users[g.members[0]].token, map[string]any{
+		_, err := benchkit.Call(ctx, ep.http, "POST", ep.chat+"/v1/conversations", users[g.members[0]].token, map[string]any{
 			"kind": "group", "title": fmt.Sprintf("bench group %d", gi), "member_ids": ids}, &conv, 201)
 		g.convID = conv.ID
 		return err
@@ -898,7 +854,7 @@ func (b *bench) send(ctx context.Context, ep endpointSet, ph *phase, id int, g *
 		"client_id": "b" + strconv.Itoa(id),
 		"body":      fmt.Sprintf("bench %d %d %d", id, sender, t0.UnixNano()),
 	}
-	status, err := call(ctx, ep.http, "POST", ep.chat+"/v1/conversations/"+strconv.FormatInt(g.convID, 10)+"/messages",
+	status, err := benchkit.Call(ctx, ep.http, "POST", ep.chat+"/v1/conversations/"+strconv.FormatInt(g.convID, 10)+"/messages",
 		b.users[sender].token, body, nil, 201, 200)
 	took := time.Since(t0)
 	ph.mu.Lock()
@@ -1049,28 +1005,6 @@ func closeName(c *client) string {
 		return "dropped"
 	}
 	return "closed"
-}
-
-// systemCPU is the busy time of every CPU from /proc/stat, in seconds.
-func systemCPU() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, errors.New("unexpected /proc/stat")
-	}
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are in user already
-			continue
-		}
-		busy += n
-	}
-	return busy / 100, nil // USER_HZ
 }
 
 // ---- server metrics ----

@@ -5,11 +5,9 @@ package main
 // APIs over loopback.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,7 +168,7 @@ func runNode(o options) error {
 		return failLog(err)
 	}
 	rss0, _ := node.RSSKiB()
-	sys0, _ := systemCPU()
+	sys0, _ := benchkit.SystemCPU()
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	sampler := b.sample(time.Second)
@@ -199,7 +196,7 @@ func runNode(o options) error {
 	rss1, _ := node.RSSKiB()
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	sys1, _ := systemCPU()
+	sys1, _ := benchkit.SystemCPU()
 	db1, dbCPU := dbs.read(ctx), -1.0
 	if dbCPU0 >= 0 {
 		if c := mariadbCPU(); c >= 0 {
@@ -231,7 +228,7 @@ func runNode(o options) error {
 	r := b.report(os.Stdout, reportInput{
 		drained: drained, span: span, before: m0, after: m1, final: m2, samples: samples,
 		rssBefore: rss0, rssAfter: rss1, serverCPU: m1.get("process_cpu_seconds_total") - m0.get("process_cpu_seconds_total"),
-		toolCPU: cpuOf(ru1) - cpuOf(ru0), allCPU: sys1 - sys0, db0: db0, db1: db1, dbCPU: dbCPU,
+		toolCPU: benchkit.CPUOf(ru1) - benchkit.CPUOf(ru0), allCPU: sys1 - sys0, db0: db0, db1: db1, dbCPU: dbCPU,
 	})
 	if ctx.Err() != nil {
 		return failLog(ctx.Err())
@@ -445,7 +442,7 @@ func setup(ctx context.Context, ep endpointSet, o options) (*nodeBench, error) {
 	var admin struct {
 		AccessToken string `json:"access_token"`
 	}
-	if _, err := call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
+	if _, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
 		"login": "admin", "password": adminPassword, "device": "bench"}, &admin, 200); err != nil {
 		return nil, fmt.Errorf("admin login: %w", err)
 	}
@@ -464,7 +461,7 @@ func setup(ctx context.Context, ep endpointSet, o options) (*nodeBench, error) {
 		var u struct {
 			ID int64 `json:"id"`
 		}
-		_, err := call(ctx, ep.http, "POST", ep.sso+"/v1/users", admin.AccessToken, map[string]any{
+		_, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/users", admin.AccessToken, map[string]any{
 			"login": b.users[i].login, "password": password(i), "display_name": fmt.Sprintf("Push Bench %d", i)}, &u, 201)
 		b.users[i].id = u.ID
 		return err
@@ -482,7 +479,7 @@ func setup(ctx context.Context, ep endpointSet, o options) (*nodeBench, error) {
 				ID int64 `json:"id"`
 			} `json:"user"`
 		}
-		if _, err := call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
+		if _, err := benchkit.Call(ctx, ep.http, "POST", ep.sso+"/v1/login", "", map[string]string{
 			"login": b.users[i].login, "password": password(i), "device": "bench"}, &t, 200); err != nil {
 			return err
 		}
@@ -499,7 +496,7 @@ func setup(ctx context.Context, ep endpointSet, o options) (*nodeBench, error) {
 
 	start = time.Now()
 	err = parallel(ctx, o.setupC, o.users, "devices registered", func(ctx context.Context, i int) error {
-		_, err := call(ctx, ep.http, "POST", ep.push+"/v1/devices", b.users[i].token, map[string]string{
+		_, err := benchkit.Call(ctx, ep.http, "POST", ep.push+"/v1/devices", b.users[i].token, map[string]string{
 			"platform": "apns", "app_id": appID, "token": b.users[i].apns, "name": "iPhone " + strconv.Itoa(i)}, nil, 201)
 		return err
 	})
@@ -516,7 +513,7 @@ func setup(ctx context.Context, ep endpointSet, o options) (*nodeBench, error) {
 	var conv struct {
 		ID int64 `json:"id"`
 	}
-	if _, err := call(ctx, ep.http, "POST", ep.chat+"/v1/conversations", b.users[0].token, map[string]any{
+	if _, err := benchkit.Call(ctx, ep.http, "POST", ep.chat+"/v1/conversations", b.users[0].token, map[string]any{
 		"kind": "group", "title": "push bench " + tag, "member_ids": ids}, &conv, 201); err != nil {
 		return nil, fmt.Errorf("create the group: %w", err)
 	}
@@ -577,7 +574,7 @@ func (b *nodeBench) post(ctx context.Context, k int) (int64, int, error) {
 	var msg struct {
 		ID int64 `json:"id"`
 	}
-	status, err := call(ctx, b.ep.http, "POST", b.ep.chat+"/v1/conversations/"+strconv.FormatInt(b.convID, 10)+"/messages",
+	status, err := benchkit.Call(ctx, b.ep.http, "POST", b.ep.chat+"/v1/conversations/"+strconv.FormatInt(b.convID, 10)+"/messages",
 		b.users[0].token, map[string]string{
 			"client_id": "p" + b.tag + "-" + strconv.Itoa(k),
 			"body":      "bench push " + strconv.Itoa(k),
@@ -977,44 +974,6 @@ func elide(s []string, limit int) string {
 
 // ---- HTTP ----
 
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
-
-func call(ctx context.Context, c *http.Client, method, url, token string, body, out any, want ...int) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if !slices.Contains(want, resp.StatusCode) {
-		return resp.StatusCode, &httpError{resp.StatusCode, method + " " + url + ": " + strings.TrimSpace(string(b))}
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(b, out)
-	}
-	return resp.StatusCode, nil
-}
-
 // ---- the server's resources ----
 
 // dbStatus reads MariaDB's global statement and fsync counters: what the
@@ -1111,30 +1070,4 @@ func serverProfile(ctx context.Context, n *benchkit.Node, path string, secs int)
 		return err
 	}
 	return f.Close()
-}
-
-func cpuOf(r syscall.Rusage) float64 {
-	return float64(r.Utime.Nano()+r.Stime.Nano()) / 1e9
-}
-
-// systemCPU is the busy time of every CPU from /proc/stat, in seconds.
-func systemCPU() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, errors.New("unexpected /proc/stat")
-	}
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are in user already
-			continue
-		}
-		busy += n
-	}
-	return busy / 100, nil // USER_HZ
 }
