@@ -31,6 +31,18 @@
 // URL in several routes is one upstream: one health state, one in-flight
 // count.
 //
+// Requests reach upstreams over kept-alive HTTP/1.1 connections (connPool),
+// one request at a time per connection, sent and answered on the request's
+// own goroutine. An idempotent request that finds its kept-alive connection
+// closed before any answer (the upstream's idle timeout, a restart) is sent
+// again on a fresh one; any other request checks the connection first. A
+// connection goes back to the pool only when its answer was read to the
+// end; an answer the client abandons closes it. Bodies of known length up
+// to 64 KiB are read before the upstream is contacted (so they can be sent
+// again); larger or streaming bodies go through Options.Transport, which
+// sends the body while it reads an early answer. The pool takes its TLS
+// settings, dialer, timeouts and idle limits from Options.Transport.
+//
 // A request goes to the healthy upstream with the fewest requests in flight
 // (responses still streaming and proxied WebSockets count), ties taken in
 // turn. A request whose connection attempt fails is retried once on another

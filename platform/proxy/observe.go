@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -92,12 +91,26 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
-// codeClass is the status label: "2xx" and so on.
-func codeClass(status int) string {
+// codeClasses are the status labels, indexed by classIndex.
+var codeClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// classIndex is the index in codeClasses of a status.
+func classIndex(status int) int {
 	if status < 100 || status > 599 {
-		return "other"
+		return 0
 	}
-	return fmt.Sprintf("%dxx", status/100)
+	return status / 100
+}
+
+// codeClass is the status label: "2xx" and so on.
+func codeClass(status int) string { return codeClasses[classIndex(status)] }
+
+// bindRoute resolves a route's series once, not on every request.
+func (m *metrics) bindRoute(rt *route) {
+	for i, class := range codeClasses {
+		rt.requests[i] = m.requests.WithLabelValues(rt.prefix, class)
+	}
+	rt.duration = m.duration.WithLabelValues(rt.prefix)
 }
 
 // observe writes the access log line and the request metrics.
@@ -113,8 +126,13 @@ func (p *Proxy) observe(rec *recorder, r *http.Request, st *reqState) {
 	if st.route != nil {
 		prefix = st.route.prefix
 	}
-	p.m.requests.WithLabelValues(prefix, codeClass(status)).Inc()
-	if status != http.StatusSwitchingProtocols {
+	if st.route != nil {
+		st.route.requests[classIndex(status)].Inc()
+		if status != http.StatusSwitchingProtocols {
+			st.route.duration.Observe(d.Seconds())
+		}
+	} else {
+		p.m.requests.WithLabelValues(prefix, codeClass(status)).Inc()
 		p.m.duration.WithLabelValues(prefix).Observe(d.Seconds())
 	}
 	level := slog.LevelInfo

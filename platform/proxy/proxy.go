@@ -38,6 +38,19 @@ const (
 	DefaultMinBodyRate     = 64 << 10
 )
 
+// flushDelay bounds how long response bytes of known length may wait in
+// the server's write buffer. Responses of unknown length (chunked, event
+// streams) are flushed on every write, and large writes (downloads) pass
+// the 4 KiB buffer at once; only small pieces of a slow fixed-length body
+// wait. Flushing every response on every write (-1) would cost a timer
+// goroutine and a write of the headers alone per request.
+const flushDelay = 10 * time.Millisecond
+
+// smallBody is the largest body of known length read ahead before the
+// upstream is contacted, so that the request can be sent again and go
+// through the connection pool.
+const smallBody = 64 << 10
+
 // spoolLimit is the largest route body limit for which a chunked body is
 // read ahead before the upstream is contacted.
 const spoolLimit = 1 << 20
@@ -95,9 +108,10 @@ type Proxy struct {
 	o         Options
 	log       *slog.Logger
 	now       func() time.Time
-	routes    []*route    // longest prefix first
-	ups       []*upstream // distinct upstreams of every route
-	transport *http.Transport
+	routes    []*route        // longest prefix first
+	ups       []*upstream     // distinct upstreams of every route
+	transport *http.Transport // streaming uploads, health checks
+	pool      *connPool       // everything else to upstreams
 	rp        *httputil.ReverseProxy
 	m         *metrics
 	rate      *rateLimiter // nil: unlimited
@@ -114,6 +128,9 @@ type route struct {
 	ups     []*upstream
 	maxBody int64
 	rr      atomic.Uint64 // round robin among equally loaded upstreams
+	// The route's series, by classIndex.
+	requests [len(codeClasses)]prometheus.Counter
+	duration prometheus.Observer
 }
 
 // New checks o and builds a Proxy. Every problem found is reported.
@@ -222,6 +239,9 @@ func New(o Options) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy metrics: %w", err)
 	}
 	p.m = m
+	for _, rt := range p.routes {
+		m.bindRoute(rt)
+	}
 	for _, u := range p.ups {
 		u.inFlightGauge = m.inFlight.WithLabelValues(u.key)
 		u.healthGauge = m.healthy.WithLabelValues(u.key)
@@ -238,10 +258,11 @@ func New(o Options) (*Proxy, error) {
 	if p.transport == nil {
 		p.transport = NewTransport(nil)
 	}
+	p.pool = newConnPool(p.transport, p.now)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      balancer{p},
-		FlushInterval:  -1,
+		FlushInterval:  flushDelay,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   p.proxyError,
 		ModifyResponse: modifyResponse,
@@ -371,7 +392,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if hasBody(r) {
 		st.body = p.newBody(rec, r, rt.maxBody)
-		if rt.handler == nil && r.ContentLength < 0 && rt.maxBody <= spoolLimit {
+		if rt.handler == nil && (r.ContentLength < 0 && rt.maxBody <= spoolLimit || r.ContentLength > 0 && r.ContentLength <= smallBody) {
 			spooled, ok := p.spool(rec, r, st)
 			if !ok {
 				return

@@ -1,0 +1,420 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits of the connection pool.
+const (
+	// maxResponseHeaderBytes bounds an upstream's response head.
+	maxResponseHeaderBytes = 1 << 20
+	// max1xx bounds informational answers before the final one.
+	max1xx = 5
+	// poolBufferSize is the read and write buffer of a pooled connection.
+	poolBufferSize = 16 << 10
+)
+
+// connPool keeps HTTP/1.1 connections to upstreams alive and sends requests
+// over them on the caller's goroutine, as nginx's upstream keepalive does.
+// net/http's Transport would hand every request to a connection's writer
+// and reader goroutines (HTTP/1.1) or start a goroutine per request and
+// run HPACK over one connection (HTTP/2); for a proxy, whose requests are
+// small and many, that doubled its CPU per request.
+//
+// Only requests whose body is absent or can be sent again go through the
+// pool (the body is written whole before the answer is read); streaming
+// uploads go through the Transport, which reads an early answer while the
+// body is still being sent. WebSocket upgrades go through the pool: the
+// connection leaves it with the 101 answer and becomes the tunnel.
+type connPool struct {
+	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls              *tls.Config // for https upstreams
+	handshakeTimeout time.Duration
+	headerTimeout    time.Duration // 0: none
+	idleTimeout      time.Duration
+	maxIdle          int // per upstream
+	now              func() time.Time
+
+	mu     sync.Mutex
+	idle   map[*upstream][]*pconn // most recently used last
+	closed bool
+}
+
+// newConnPool takes the dialer, TLS settings, timeouts and idle limits of
+// tr, so that Options.Transport configures both ways to an upstream.
+func newConnPool(tr *http.Transport, now func() time.Time) *connPool {
+	cp := &connPool{
+		dial:             tr.DialContext,
+		handshakeTimeout: tr.TLSHandshakeTimeout,
+		headerTimeout:    tr.ResponseHeaderTimeout,
+		idleTimeout:      tr.IdleConnTimeout,
+		maxIdle:          tr.MaxIdleConnsPerHost,
+		now:              now,
+		idle:             map[*upstream][]*pconn{},
+	}
+	if cp.dial == nil {
+		cp.dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if cp.handshakeTimeout <= 0 {
+		cp.handshakeTimeout = 10 * time.Second
+	}
+	if cp.idleTimeout <= 0 {
+		cp.idleTimeout = 90 * time.Second
+	}
+	if cp.maxIdle <= 0 {
+		cp.maxIdle = http.DefaultMaxIdleConnsPerHost
+	}
+	if tr.TLSClientConfig != nil {
+		cp.tls = tr.TLSClientConfig.Clone()
+	} else {
+		cp.tls = &tls.Config{}
+	}
+	// The pool speaks HTTP/1.1 only; an upstream offering h2 picks it.
+	cp.tls.NextProtos = []string{"http/1.1"}
+	return cp
+}
+
+// pooled reports whether req can go through the pool.
+func pooled(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// pconn is one connection to an upstream.
+type pconn struct {
+	up     *upstream
+	raw    net.Conn // TCP: closed to cancel, under any TLS lock
+	conn   net.Conn // raw or TLS over it
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	limit  int64 // bytes the reader may still take (the response head's bound)
+	idleAt time.Time
+}
+
+func (pc *pconn) Read(p []byte) (int, error) {
+	if pc.limit <= 0 {
+		return 0, fmt.Errorf("upstream response head larger than %d bytes", maxResponseHeaderBytes)
+	}
+	if int64(len(p)) > pc.limit {
+		p = p[:pc.limit]
+	}
+	n, err := pc.conn.Read(p)
+	pc.limit -= int64(n)
+	return n, err
+}
+
+func (pc *pconn) close() { _ = pc.raw.Close() }
+
+// staleError marks a failure on a kept-alive connection before any byte of an
+// answer: the upstream most likely closed it as idle just then.
+type staleError struct{ err error }
+
+func (e staleError) Error() string { return e.err.Error() }
+func (e staleError) Unwrap() error { return e.err }
+
+// maybeStale marks a connection closed or reset by the upstream (not a
+// timeout) as possibly stale.
+func maybeStale(err error) error {
+	if classify(err) == "reset" {
+		return staleError{err}
+	}
+	return err
+}
+
+// roundTrip sends req to u over a pooled connection, or a new one, and
+// returns its answer; reused tells whether the connection was kept alive
+// from an earlier request. An idempotent request on a kept-alive connection
+// that turns out closed before any answer is repeated once on a fresh one
+// (its body, if any, can be sent again); any other request first checks
+// that the connection is still open.
+func (cp *connPool) roundTrip(req *http.Request, u *upstream) (*http.Response, bool, error) {
+	// The body is written whole, so a client's Expect: 100-continue has
+	// nothing to wait for upstream (the server in front answered it).
+	req.Header.Del("Expect")
+	// A request that must not be repeated looks at a kept-alive
+	// connection before using it; one that may is repeated instead.
+	retryable := idempotent(req.Method)
+	for attempt := 0; ; attempt++ {
+		pc := cp.get(u)
+		for pc != nil && !retryable && closedByPeer(pc.raw) {
+			pc.close()
+			pc = cp.get(u)
+		}
+		reused := pc != nil
+		if pc == nil {
+			var err error
+			if pc, err = cp.connect(req.Context(), u); err != nil {
+				return nil, false, err
+			}
+		}
+		res, err := cp.send(pc, req)
+		if err == nil {
+			return res, reused, nil
+		}
+		var stale staleError
+		if !reused || !retryable || attempt > 0 || !errors.As(err, &stale) || req.Context().Err() != nil {
+			return nil, reused, err
+		}
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, reused, err
+			}
+			r2 := *req
+			r2.Body = body
+			req = &r2
+		}
+	}
+}
+
+// get takes the most recently used idle connection to u that has not been
+// idle too long.
+func (cp *connPool) get(u *upstream) *pconn {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	list := cp.idle[u]
+	oldest := cp.now().Add(-cp.idleTimeout)
+	for len(list) > 0 {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if pc.idleAt.After(oldest) {
+			cp.idle[u] = list
+			return pc
+		}
+		pc.close()
+	}
+	cp.idle[u] = list
+	return nil
+}
+
+// put returns a connection whose exchange ended cleanly.
+func (cp *connPool) put(pc *pconn) {
+	pc.idleAt = cp.now()
+	cp.mu.Lock()
+	if cp.closed || len(cp.idle[pc.up]) >= cp.maxIdle {
+		cp.mu.Unlock()
+		pc.close()
+		return
+	}
+	cp.idle[pc.up] = append(cp.idle[pc.up], pc)
+	cp.mu.Unlock()
+}
+
+// prune closes connections idle longer than the idle timeout.
+func (cp *connPool) prune() {
+	oldest := cp.now().Add(-cp.idleTimeout)
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for u, list := range cp.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if pc.idleAt.After(oldest) {
+				keep = append(keep, pc)
+			} else {
+				pc.close()
+			}
+		}
+		clear(list[len(keep):])
+		cp.idle[u] = keep
+	}
+}
+
+// closeIdle closes every idle connection; with stop, later ones too.
+func (cp *connPool) closeIdle(stop bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for u, list := range cp.idle {
+		for _, pc := range list {
+			pc.close()
+		}
+		delete(cp.idle, u)
+	}
+	if stop {
+		cp.closed = true
+	}
+}
+
+// idleCount is the number of idle connections to u.
+func (cp *connPool) idleCount(u *upstream) int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return len(cp.idle[u])
+}
+
+// connect dials u, with TLS for https.
+func (cp *connPool) connect(ctx context.Context, u *upstream) (*pconn, error) {
+	addr := u.url.Host
+	if u.url.Port() == "" {
+		if u.url.Scheme == "https" {
+			addr = net.JoinHostPort(u.url.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.url.Hostname(), "80")
+		}
+	}
+	raw, err := cp.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &pconn{up: u, raw: raw, conn: raw}
+	if u.url.Scheme == "https" {
+		cfg := cp.tls
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = u.url.Hostname()
+		}
+		tc := tls.Client(raw, cfg)
+		hctx, cancel := context.WithTimeout(ctx, cp.handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = raw.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", u.key, err)
+		}
+		pc.conn = tc
+	}
+	pc.br = bufio.NewReaderSize(pc, poolBufferSize)
+	pc.bw = bufio.NewWriterSize(pc.conn, poolBufferSize)
+	return pc, nil
+}
+
+// send writes req on pc and reads the head of the answer. The body stays
+// on the connection, which returns to the pool once it has been read to
+// its end.
+func (cp *connPool) send(pc *pconn, req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	// Cancelling the request closes the connection, which ends any write
+	// or read under way; such a connection is never pooled again.
+	stop := context.AfterFunc(ctx, pc.close)
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		pc.close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("%w (%w)", cerr, err)
+		}
+		return nil, err
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(maybeStale(err))
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(maybeStale(err))
+	}
+	// A timer rather than a read deadline: setting and clearing a
+	// deadline costs two poller updates per request.
+	var timedOut atomic.Bool
+	var timer *time.Timer
+	if cp.headerTimeout > 0 {
+		timer = time.AfterFunc(cp.headerTimeout, func() { timedOut.Store(true); pc.close() })
+	}
+	fail = func(err error) (*http.Response, error) {
+		stop()
+		pc.close()
+		if timer != nil && timedOut.Load() {
+			return nil, fmt.Errorf("no answer from %s within %s: %w", pc.up.key, cp.headerTimeout, os.ErrDeadlineExceeded)
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("%w (%w)", cerr, err)
+		}
+		return nil, err
+	}
+	pc.limit = maxResponseHeaderBytes
+	if _, err := pc.br.Peek(1); err != nil {
+		return fail(maybeStale(err))
+	}
+	var res *http.Response
+	for n := 0; ; n++ {
+		var err error
+		res, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		// 1xx other than 101 precede the real answer (100 Continue, 103
+		// Early Hints); they are not passed on.
+		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if n == max1xx {
+			return fail(fmt.Errorf("upstream sent more than %d informational answers", max1xx))
+		}
+	}
+	pc.limit = math.MaxInt64
+	if timer != nil && !timer.Stop() {
+		return fail(os.ErrDeadlineExceeded)
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// The connection is the tunnel now (ReverseProxy writes through
+		// the body); the request's cancellation still closes it.
+		res.Body = &tunnel{pc: pc}
+		return res, nil
+	}
+	b := &pooledBody{cp: cp, pc: pc, body: res.Body, stop: stop, keep: !res.Close && !req.Close}
+	b.eof = res.Body == http.NoBody
+	res.Body = b
+	return res, nil
+}
+
+// pooledBody is an answer's body; reading it to its end and closing it
+// gives its connection back to the pool.
+type pooledBody struct {
+	cp     *connPool
+	pc     *pconn
+	body   io.ReadCloser
+	stop   func() bool
+	keep   bool
+	eof    bool
+	closed bool
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close pools the connection when the body was read to its end, the
+// answer allows it and the request was not cancelled; otherwise it closes
+// the connection rather than reading the rest (a download the client left).
+func (b *pooledBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if !b.eof {
+		b.pc.close()
+		_ = b.body.Close()
+		b.stop()
+		return nil
+	}
+	err := b.body.Close()
+	if b.stop() && b.keep && err == nil && b.pc.br.Buffered() == 0 {
+		b.cp.put(b.pc)
+		return nil
+	}
+	b.pc.close()
+	return err
+}
+
+// tunnel is a switched connection (WebSocket) as ReverseProxy uses it: it
+// reads what the pool's reader already buffered first.
+type tunnel struct{ pc *pconn }
+
+func (t *tunnel) Read(p []byte) (int, error)  { return t.pc.br.Read(p) }
+func (t *tunnel) Write(p []byte) (int, error) { return t.pc.conn.Write(p) }
+func (t *tunnel) Close() error                { return t.pc.raw.Close() }
