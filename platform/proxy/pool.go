@@ -142,9 +142,38 @@ func (cp *connPool) roundTrip(req *http.Request, u *upstream) (*http.Response, b
 	// The body is written whole, so a client's Expect: 100-continue has
 	// nothing to wait for upstream (the server in front answered it).
 	req.Header.Del("Expect")
+	return cp.exchange(exchange{ctx: req.Context(), method: req.Method, close: req.Close, request: req,
+		write: func(bw *bufio.Writer, again bool) error {
+			if again && req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					return err
+				}
+				r2 := *req
+				r2.Body = body
+				return r2.Write(bw)
+			}
+			return req.Write(bw)
+		}}, u)
+}
+
+// exchange is one request as the pool sends it.
+type exchange struct {
+	ctx    context.Context
+	method string
+	close  bool // the request asked to close the connection
+	// write puts the whole request on the connection; again is set when
+	// it is repeated on a fresh connection.
+	write func(bw *bufio.Writer, again bool) error
+	// request is the answer's Request, or nil for one with only method.
+	request *http.Request
+}
+
+// exchange is roundTrip for a request given as a writer.
+func (cp *connPool) exchange(x exchange, u *upstream) (*http.Response, bool, error) {
 	// A request that must not be repeated looks at a kept-alive
 	// connection before using it; one that may is repeated instead.
-	retryable := idempotent(req.Method)
+	retryable := idempotent(x.method)
 	for attempt := 0; ; attempt++ {
 		pc := cp.get(u)
 		for pc != nil && !retryable && closedByPeer(pc.raw) {
@@ -154,28 +183,40 @@ func (cp *connPool) roundTrip(req *http.Request, u *upstream) (*http.Response, b
 		reused := pc != nil
 		if pc == nil {
 			var err error
-			if pc, err = cp.connect(req.Context(), u); err != nil {
+			if pc, err = cp.connect(x.ctx, u); err != nil {
 				return nil, false, err
 			}
 		}
-		res, err := cp.send(pc, req)
+		res, err := cp.send(pc, x, attempt > 0)
 		if err == nil {
 			return res, reused, nil
 		}
 		var stale staleError
-		if !reused || !retryable || attempt > 0 || !errors.As(err, &stale) || req.Context().Err() != nil {
+		if !reused || !retryable || attempt > 0 || !errors.As(err, &stale) || x.ctx.Err() != nil {
 			return nil, reused, err
 		}
-		if req.GetBody != nil {
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, reused, err
-			}
-			r2 := *req
-			r2.Body = body
-			req = &r2
-		}
 	}
+}
+
+// methodRequests stand for requests whose answer is read with only the
+// method known (http.ReadResponse needs it for HEAD).
+var methodRequests = map[string]*http.Request{}
+
+func init() {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		methodRequests[m] = &http.Request{Method: m}
+	}
+}
+
+// answerRequest is the Request given to http.ReadResponse.
+func (x *exchange) answerRequest() *http.Request {
+	if x.request != nil {
+		return x.request
+	}
+	if r := methodRequests[x.method]; r != nil {
+		return r
+	}
+	return &http.Request{Method: x.method}
 }
 
 // get takes the most recently used idle connection to u that has not been
@@ -292,8 +333,8 @@ func (cp *connPool) connect(ctx context.Context, u *upstream) (*pconn, error) {
 // send writes req on pc and reads the head of the answer. The body stays
 // on the connection, which returns to the pool once it has been read to
 // its end.
-func (cp *connPool) send(pc *pconn, req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
+func (cp *connPool) send(pc *pconn, x exchange, again bool) (*http.Response, error) {
+	ctx := x.ctx
 	// Cancelling the request closes the connection, which ends any write
 	// or read under way; such a connection is never pooled again.
 	stop := context.AfterFunc(ctx, pc.close)
@@ -305,7 +346,7 @@ func (cp *connPool) send(pc *pconn, req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	if err := req.Write(pc.bw); err != nil {
+	if err := x.write(pc.bw, again); err != nil {
 		return fail(maybeStale(err))
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -336,7 +377,7 @@ func (cp *connPool) send(pc *pconn, req *http.Request) (*http.Response, error) {
 	var res *http.Response
 	for n := 0; ; n++ {
 		var err error
-		res, err = http.ReadResponse(pc.br, req)
+		res, err = http.ReadResponse(pc.br, x.answerRequest())
 		if err != nil {
 			return fail(err)
 		}
@@ -359,7 +400,7 @@ func (cp *connPool) send(pc *pconn, req *http.Request) (*http.Response, error) {
 		res.Body = &tunnel{pc: pc}
 		return res, nil
 	}
-	b := &pooledBody{cp: cp, pc: pc, body: res.Body, stop: stop, keep: !res.Close && !req.Close}
+	b := &pooledBody{cp: cp, pc: pc, body: res.Body, stop: stop, keep: !res.Close && !x.close}
 	b.eof = res.Body == http.NoBody
 	res.Body = b
 	return res, nil
@@ -387,6 +428,9 @@ func (b *pooledBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// pending is how many bytes of the connection are read and not yet taken.
+func (b *pooledBody) pending() int { return b.pc.br.Buffered() }
 
 // Close pools the connection when the body was read to its end, the
 // answer allows it and the request was not cancelled; otherwise it closes

@@ -407,8 +407,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveLocal(rec, r, st)
 		return
 	}
+	upgrade := isUpgrade(r)
+	if !upgrade && pooled(r) {
+		p.forward(rec, r, st)
+		return
+	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
-	if isUpgrade(r) {
+	if upgrade {
 		// A proxied WebSocket lives until one side closes it; on shutdown
 		// the server's drain closes the tunnel so clients reconnect.
 		draining, done := httpx.TrackLongLived(r)

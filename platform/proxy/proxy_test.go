@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -227,8 +228,21 @@ func TestHopByHopHeaders(t *testing.T) {
 		w.Header().Set("Proxy-Authenticate", "Basic")
 		w.Header().Set("X-End-To-End", "yes")
 	})
-	ts := serve(t, newProxy(t, Options{Routes: []Route{{Prefix: "/", Upstreams: []*url.URL{up.url(t)}}}}))
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/x", nil)
+	ts := serve(t, newProxy(t, Options{Routes: []Route{{Prefix: "/", Upstreams: []*url.URL{up.url(t)}, MaxBodyBytes: 1 << 20}}}))
+	// A request without a body is written by the proxy itself; one with a
+	// streaming body goes through httputil.ReverseProxy: the same rules.
+	for _, streamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("streamed body %v", streamed), func(t *testing.T) {
+			hopByHop(t, ts.URL, streamed, func() http.Header { return hdr })
+		})
+	}
+}
+
+func hopByHop(t *testing.T, base string, streamed bool, upstreamSaw func() http.Header) {
+	req, _ := http.NewRequest(http.MethodGet, base+"/x", nil)
+	if streamed {
+		req, _ = http.NewRequest(http.MethodPost, base+"/x", strings.NewReader(strings.Repeat("b", 100<<10)))
+	}
 	req.Header.Set("Connection", "X-Hop, keep-alive")
 	req.Header.Set("X-Hop", "1")
 	req.Header.Set("Keep-Alive", "timeout=5")
@@ -237,6 +251,7 @@ func TestHopByHopHeaders(t *testing.T) {
 	req.Header.Set("Upgrade", "h2c") // without Connection: Upgrade it is just a hop header
 	req.Header.Set("X-End-To-End", "yes")
 	res, _ := do(t, client(t), req)
+	hdr := upstreamSaw()
 	for _, h := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Upgrade"} {
 		if v := hdr.Get(h); v != "" {
 			t.Errorf("upstream got hop-by-hop %s: %q", h, v)

@@ -187,6 +187,41 @@ type balancer struct{ p *Proxy }
 func (b balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := b.p
 	st := stateFrom(req.Context())
+	return p.attempts(req.Context(), st, func(kind string) bool { return canRetry(req, kind, st) },
+		func(u *upstream, attempt int) (*http.Response, bool, error) {
+			// The first attempt sends ReverseProxy's own outbound request,
+			// whose URL is a copy; a retry sends a new shallow copy, since
+			// the Transport of a failed attempt may still hold the first.
+			out := req
+			if attempt > 0 {
+				out = req.WithContext(req.Context())
+				target := *req.URL
+				out.URL = &target
+				switch {
+				case req.GetBody != nil:
+					body, err := req.GetBody()
+					if err != nil {
+						return nil, false, err
+					}
+					out.Body = body
+				case req.Body != nil && req.Body != http.NoBody:
+					// Never read (canRetry checked): hand the inbound body
+					// over again, not ReverseProxy's wrapper, which the
+					// failed attempt has closed.
+					out.Body = io.NopCloser(st.body)
+				}
+			}
+			out.URL.Scheme, out.URL.Host = u.url.Scheme, u.url.Host
+			return p.send(out, u)
+		})
+}
+
+// attempts picks an upstream for a request and sends it there; when the
+// attempt fails in a way retryable allows, it sends it once more to
+// another upstream. The answer's body, closed, ends the upstream's count
+// of requests in flight.
+func (p *Proxy) attempts(ctx context.Context, st *reqState, retryable func(kind string) bool,
+	send func(u *upstream, attempt int) (*http.Response, bool, error)) (*http.Response, error) {
 	rt := st.route
 	var failed *upstream
 	var lastErr error
@@ -198,42 +233,19 @@ func (b balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, errNoUpstream
 		}
-		// The first attempt sends ReverseProxy's own outbound request,
-		// whose URL is a copy; a retry sends a new shallow copy, since the
-		// Transport of a failed attempt may still hold the first.
-		out := req
-		if attempt > 0 {
-			out = req.WithContext(req.Context())
-			target := *req.URL
-			out.URL = &target
-		}
-		out.URL.Scheme, out.URL.Host = u.url.Scheme, u.url.Host
 		if attempt > 0 {
 			p.m.retries.WithLabelValues(rt.prefix).Inc()
 			st.retries++
-			switch {
-			case req.GetBody != nil:
-				body, err := req.GetBody()
-				if err != nil {
-					return nil, lastErr
-				}
-				out.Body = body
-			case req.Body != nil && req.Body != http.NoBody:
-				// Never read (canRetry checked): hand the inbound body over
-				// again, not ReverseProxy's wrapper, which the failed
-				// attempt has closed.
-				out.Body = io.NopCloser(st.body)
-			}
 		}
 		st.upstream = u
 		u.acquire()
-		res, reused, err := p.send(out, u)
+		res, reused, err := send(u, attempt)
 		if err == nil {
 			res.Body = releaseOnClose(res.Body, u.release)
 			return res, nil
 		}
 		u.release()
-		if req.Context().Err() != nil || (st.body != nil && st.body.failed()) {
+		if ctx.Err() != nil || (st.body != nil && st.body.failed()) {
 			// The client left, or its body was too large or too slow: not
 			// the upstream's fault.
 			return nil, err
@@ -246,7 +258,7 @@ func (b balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if kind == "dial" || kind == "reset" && !reused {
 			p.markDown(u, err)
 		}
-		if attempt > 0 || !canRetry(req, kind, st) {
+		if attempt > 0 || !retryable(kind) {
 			return nil, err
 		}
 		failed, lastErr = u, err
@@ -336,9 +348,13 @@ type releasingRWC struct {
 
 func (b releasingRWC) Write(p []byte) (int, error) { return b.w.Write(p) }
 
-// proxyError answers a request the proxy could not complete.
+// proxyError answers a request ReverseProxy could not complete.
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateFrom(r.Context())
+	p.failed(w, r, stateFrom(r.Context()), err)
+}
+
+// failed answers a request the proxy could not complete.
+func (p *Proxy) failed(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	st.err = err
 	if rec, ok := w.(*recorder); ok && (rec.status != 0 || rec.hijacked) {
 		return // the response is under way; nothing more can be said
