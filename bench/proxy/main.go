@@ -83,7 +83,7 @@ func main() {
 	flag.IntVar(&o.wsSize, "ws-size", 64, "bytes per WebSocket message")
 	flag.DurationVar(&o.wsLimit, "ws-timeout", 2*time.Minute, "time limit of one WebSocket run")
 	flag.BoolVar(&o.h2, "h2", false, "clients speak HTTP/2 to the proxies (and the upstream baseline) instead of HTTP/1.1; WebSockets stay HTTP/1.1")
-	flag.BoolVar(&o.upH1, "upstream-h1", false, "the upstream offers only HTTP/1.1 (elph's proxy then uses HTTP/1.1 upstream like nginx; by default it negotiates h2)")
+	flag.BoolVar(&o.upH1, "upstream-h1", false, "the upstream offers only HTTP/1.1 (both proxies speak HTTP/1.1 upstream anyway; elph offers h2 only for streaming uploads)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of each test; the target order is reversed every round")
 	flag.DurationVar(&o.pause, "pause", 500*time.Millisecond, "idle time between runs")
 	flag.StringVar(&o.profile, "profile", "", "directory for elph profiles taken during its first ping run (CPU, allocations before/after; sets ELPH_ADMIN_PPROF=true)")

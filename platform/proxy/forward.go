@@ -37,6 +37,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
 		p.failed(w, r, st, err)
 		return
 	}
+	// Closing again is harmless; this one covers a panic on the way.
+	defer res.Body.Close()
 	if res.StatusCode == http.StatusSwitchingProtocols || body == nil {
 		res.Body.Close()
 		p.failed(w, r, st, errors.New("the upstream switched protocols without being asked"))

@@ -407,8 +407,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveLocal(rec, r, st)
 		return
 	}
+	// An HTTP/2 request without a body still has a Body (not NoBody):
+	// ContentLength 0 tells.
 	upgrade := isUpgrade(r)
-	if !upgrade && pooled(r) {
+	if !upgrade && (!hasBody(r) || r.GetBody != nil) {
 		p.forward(rec, r, st)
 		return
 	}
