@@ -100,6 +100,11 @@ type pconn struct {
 	bw     *bufio.Writer
 	limit  int64 // bytes the reader may still take (the response head's bound)
 	idleAt time.Time
+	// timer closes the connection when an answer's head is late; it is
+	// stopped before the connection is used again, so it fires at most
+	// once, and then the connection is gone.
+	timer    *time.Timer
+	timedOut atomic.Bool
 }
 
 func (pc *pconn) Read(p []byte) (int, error) {
@@ -352,17 +357,21 @@ func (cp *connPool) send(pc *pconn, x exchange, again bool) (*http.Response, err
 	if err := pc.bw.Flush(); err != nil {
 		return fail(maybeStale(err))
 	}
-	// A timer rather than a read deadline: setting and clearing a
-	// deadline costs two poller updates per request.
-	var timedOut atomic.Bool
+	// The connection's timer rather than a read deadline: setting and
+	// clearing a deadline costs two poller updates per request.
 	var timer *time.Timer
 	if cp.headerTimeout > 0 {
-		timer = time.AfterFunc(cp.headerTimeout, func() { timedOut.Store(true); pc.close() })
+		if pc.timer == nil {
+			pc.timer = time.AfterFunc(cp.headerTimeout, func() { pc.timedOut.Store(true); pc.close() })
+		} else {
+			pc.timer.Reset(cp.headerTimeout)
+		}
+		timer = pc.timer
 	}
 	fail = func(err error) (*http.Response, error) {
 		stop()
 		pc.close()
-		if timer != nil && timedOut.Load() {
+		if timer != nil && pc.timedOut.Load() {
 			return nil, fmt.Errorf("no answer from %s within %s: %w", pc.up.key, cp.headerTimeout, os.ErrDeadlineExceeded)
 		}
 		if cerr := ctx.Err(); cerr != nil {
