@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/elph-server/elph/platform/httpx"
+	"github.com/elph-server/elph/platform/module"
 )
 
 // NewTransport is the transport to upstreams used when Options.Transport is
@@ -405,16 +406,10 @@ func (p *Proxy) Start(ctx context.Context) error {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		t := time.NewTicker(p.pool.idleTimeout / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-loopCtx.Done():
-				return
-			case <-t.C:
-				p.pool.prune()
-			}
-		}
+		module.Every(loopCtx, p.pool.idleTimeout/2, p.log, "closing idle upstream connections", func(context.Context) error {
+			p.pool.prune()
+			return nil
+		})
 	}()
 	for _, u := range p.ups {
 		p.wg.Add(1)
