@@ -73,7 +73,7 @@ func (b *backend) url(t *testing.T) *url.URL {
 	return u
 }
 
-func mustURL(t *testing.T, s string) *url.URL {
+func mustURL(t testing.TB, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
 	if err != nil {

@@ -336,7 +336,9 @@ func TestPoolClientLeaves(t *testing.T) {
 }
 
 // rawUpstream answers every request but /livez with answer, written as is.
-func rawUpstream(t *testing.T, answer func(w io.Writer)) *url.URL {
+func rawUpstream(t *testing.T, answer func(w io.Writer)) *url.URL { return rawUpstreamB(t, answer) }
+
+func rawUpstreamB(t testing.TB, answer func(w io.Writer)) *url.URL {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

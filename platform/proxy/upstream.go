@@ -242,7 +242,7 @@ func (p *Proxy) attempts(ctx context.Context, st *reqState, retryable func(kind 
 		u.acquire()
 		res, reused, err := send(u, attempt)
 		if err == nil {
-			res.Body = releaseOnClose(res.Body, u.release)
+			res.Body = releaseOnClose(res.Body, u)
 			return res, nil
 		}
 		u.release()
@@ -320,11 +320,11 @@ func idempotent(method string) bool {
 	return false
 }
 
-// releaseOnClose calls release once when the body is closed, keeping the
-// io.Writer of a 101 response body (ReverseProxy tunnels through it).
-func releaseOnClose(body io.ReadCloser, release func()) io.ReadCloser {
-	var once sync.Once
-	r := releasingBody{ReadCloser: body, release: func() { once.Do(release) }}
+// releaseOnClose ends u's count of the request once the body is closed,
+// keeping the io.Writer of a 101 answer's body (ReverseProxy tunnels
+// through it, and may close it from two goroutines).
+func releaseOnClose(body io.ReadCloser, u *upstream) io.ReadCloser {
+	r := &releasingBody{ReadCloser: body, u: u}
 	if rwc, ok := body.(io.ReadWriteCloser); ok {
 		return releasingRWC{releasingBody: r, w: rwc}
 	}
@@ -333,17 +333,20 @@ func releaseOnClose(body io.ReadCloser, release func()) io.ReadCloser {
 
 type releasingBody struct {
 	io.ReadCloser
-	release func()
+	u    *upstream
+	done atomic.Bool
 }
 
-func (b releasingBody) Close() error {
+func (b *releasingBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.release()
+	if b.done.CompareAndSwap(false, true) {
+		b.u.release()
+	}
 	return err
 }
 
 type releasingRWC struct {
-	releasingBody
+	*releasingBody
 	w io.Writer
 }
 
