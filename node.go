@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +44,7 @@ type node struct {
 	health   *obs.Health
 	notifier *systemd.Notifier
 	db       *store.DB
-	bus      *bus.Memory
+	bus      bus.Bus
 	blob     blob.Store
 	group    *module.Group
 	admin    *httpx.Server   // stopped last, so /readyz reports the drain
@@ -96,10 +95,7 @@ func newNode(ctx context.Context, loaded *config.Loaded, src config.Source, out 
 		log.Warn("no module of this role is built into this binary yet; only the admin listener runs", "role", cfg.Node.Role)
 	}
 
-	b, err := bus.NewMemory(bus.MemoryOptions{
-		Logger: log.With("component", "bus"), Registerer: n.reg,
-		QueueSize: cfg.Bus.QueueSize, Workers: cfg.Bus.Workers, PublishTimeout: cfg.Bus.PublishTimeout,
-	})
+	b, err := openBus(ctx, &cfg, n.reg, log.With("component", "bus"))
 	if err != nil {
 		return nil, fmt.Errorf("event bus: %w", err)
 	}
@@ -333,13 +329,9 @@ func (n *node) gatewayRoutes(mods []module.Module, local chi.Router) ([]proxy.Ro
 func upstreamTransport(caFile string) (*http.Transport, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := httpx.LoadCertPool(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("proxy.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("proxy.ca_file %s: no PEM certificate in it", caFile)
 		}
 		cfg.RootCAs = pool
 	}

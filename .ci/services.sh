@@ -110,6 +110,31 @@ ensure_versitygw() {
 	rm -f "$log"
 }
 
+# ensure_nats installs the NATS server; the bus tests start their own on a
+# free port (platform/bus/natstest), so the package's own service may stay
+# stopped.
+ensure_nats() {
+	command -v nats-server >/dev/null 2>&1 && return 0
+	[ -x /usr/sbin/nats-server ] && return 0
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		say "services: nats-server is not installed and this user cannot install it (apt-get install nats-server)"
+		return 1
+	fi
+	say "services: installing nats-server"
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server) >/dev/null 2>&1 || {
+		say "services: apt-get install nats-server failed"
+		return 1
+	}
+}
+
+if ! ensure_nats; then
+	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
+		say "services: nats-server is required (ELPH_REQUIRE_SERVICES=1) but unavailable"
+		exit 1
+	fi
+	say "services: nats-server unavailable; the NATS bus tests use a server at 127.0.0.1:4222 if one answers, else are skipped"
+fi
+
 if ! ensure_versitygw; then
 	if [ "${ELPH_REQUIRE_SERVICES:-}" = 1 ]; then
 		say "services: versitygw is required (ELPH_REQUIRE_SERVICES=1) but unavailable"

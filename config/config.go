@@ -102,14 +102,6 @@ type Database struct {
 	MigrateOnStart bool `koanf:"migrate_on_start"`
 }
 
-// Bus configures the event bus.
-type Bus struct {
-	Kind           string        `koanf:"kind"` // memory
-	QueueSize      int           `koanf:"queue_size"`
-	Workers        int           `koanf:"workers"`
-	PublishTimeout time.Duration `koanf:"publish_timeout"`
-}
-
 // Chat configures conversations and the per-user event stream.
 type Chat struct {
 	MaxMessageBytes ByteSize `koanf:"max_message_bytes"`

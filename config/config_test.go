@@ -260,6 +260,17 @@ func TestSSORules(t *testing.T) {
 		{"s3 plaintext on loopback", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "127.0.0.1:9000", "blob.s3.bucket": "b", "blob.s3.use_tls": "false"}, ""},
 		{"s3 scheme in endpoint", map[string]string{"blob.kind": "s3", "blob.s3.endpoint": "https://s3", "blob.s3.bucket": "b"}, "blob.s3.endpoint"},
 		{"unknown blob kind", map[string]string{"blob.kind": "nfs"}, "blob.kind"},
+		{"nats on loopback", map[string]string{"bus.kind": "nats"}, ""},
+		{"nats over tls", map[string]string{"bus.kind": "nats", "bus.nats.url": "tls://10.0.0.7:4222, tls://10.0.0.8:4222", "bus.nats.ca_file": "/etc/elph/nats-ca.crt"}, ""},
+		{"nats plaintext to another host", map[string]string{"bus.kind": "nats", "bus.nats.url": "nats://10.0.0.7:4222"}, "bus.nats.url"},
+		{"nats credentials in the url", map[string]string{"bus.kind": "nats", "bus.nats.url": "tls://u:p@10.0.0.7:4222"}, "bus.nats.url"},
+		{"nats without url", map[string]string{"bus.kind": "nats", "bus.nats.url": " "}, "bus.nats.url"},
+		{"nats bad prefix", map[string]string{"bus.kind": "nats", "bus.nats.prefix": "Elph.*"}, "bus.nats.prefix"},
+		{"nats token and password", map[string]string{"bus.kind": "nats", "bus.nats.token": "t", "bus.nats.user": "u", "bus.nats.password": "p"}, "bus.nats.token"},
+		{"nats user without password", map[string]string{"bus.kind": "nats", "bus.nats.user": "u"}, "bus.nats.user"},
+		{"nats certificate without key", map[string]string{"bus.kind": "nats", "bus.nats.url": "tls://10.0.0.7:4222", "bus.nats.cert_file": "/c"}, "bus.nats.cert_file"},
+		{"nats tls files without tls", map[string]string{"bus.kind": "nats", "bus.nats.ca_file": "/ca"}, "bus.nats.url"},
+		{"unknown bus", map[string]string{"bus.kind": "kafka"}, "bus.kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

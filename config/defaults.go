@@ -32,7 +32,7 @@ func Default() Config {
 			ConnMaxLifetime: 5 * time.Minute,
 			MigrateOnStart:  true,
 		},
-		Bus:         Bus{Kind: "memory", QueueSize: 1024, Workers: 1, PublishTimeout: 5 * time.Second},
+		Bus:         defaultBus(),
 		Blob:        Blob{Kind: "local", S3: S3{UseTLS: true, PathStyle: true}},
 		Chat:        Chat{MaxMessageBytes: 16 << 10, StreamRetention: 30 * 24 * time.Hour, StreamMaxEvents: 10000},
 		History:     History{Retention: 365 * 24 * time.Hour},

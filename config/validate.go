@@ -130,16 +130,7 @@ func (c *Config) Validate() Problems {
 		add("database.conn_max_lifetime", "must not be negative")
 	}
 
-	if c.Bus.Kind != "memory" {
-		add("bus.kind", "%q is not available in this build; use memory", c.Bus.Kind)
-	}
-	if c.Bus.QueueSize < 1 || c.Bus.QueueSize > 1_000_000 {
-		add("bus.queue_size", "%d is outside 1..1000000", c.Bus.QueueSize)
-	}
-	if c.Bus.Workers < 1 || c.Bus.Workers > 256 {
-		add("bus.workers", "%d is outside 1..256", c.Bus.Workers)
-	}
-	checkDuration(add, "bus.publish_timeout", c.Bus.PublishTimeout, time.Millisecond, time.Minute)
+	ps = append(ps, c.Bus.validate()...)
 	ps = append(ps, c.Blob.validate()...)
 	checkSize(add, "chat.max_message_bytes", c.Chat.MaxMessageBytes, 256, 128<<10)
 	if c.Chat.Retention != 0 {

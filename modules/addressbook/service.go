@@ -174,7 +174,9 @@ func (m *Module) Start(ctx context.Context) error {
 	m.cancel = cancel
 	m.wg.Go(func() { module.Every(loopCtx, followInterval, m.log, "addressbook index follow", m.follow) })
 	if m.accounts != nil {
-		sub, err := m.bus.Subscribe(topicUserChanged, "addressbook.accounts", m.onUserChanged, bus.WithWorkers(2))
+		// Shared: one node per cluster merges accounts into the directory; every
+		// node's index follows the change log.
+		sub, err := m.bus.Subscribe(topicUserChanged, "addressbook.accounts", m.onUserChanged, bus.WithWorkers(2), bus.Shared())
 		if err != nil {
 			cancel()
 			return fmt.Errorf("addressbook: subscribe: %w", err)
@@ -184,7 +186,7 @@ func (m *Module) Start(ctx context.Context) error {
 				return nil
 			}
 			return m.syncAccounts(ctx)
-		})
+		}, bus.Shared())
 		if err != nil {
 			sub.Unsubscribe()
 			cancel()

@@ -160,9 +160,9 @@ func (m *Module) Start(ctx context.Context) error {
 		m.log.WarnContext(ctx, "history: counting records", "err", err)
 	}
 	// Block: a call event must not be lost because the database was slow
-	// for a moment.
+	// for a moment. Shared: one node per cluster writes each record.
 	sub, err := m.bus.Subscribe(subject, "history.calls", m.onEvent,
-		bus.WithPolicy(bus.Block), bus.WithWorkers(consumerWorkers))
+		bus.WithPolicy(bus.Block), bus.WithWorkers(consumerWorkers), bus.Shared())
 	if err != nil {
 		return fmt.Errorf("history: subscribe %s: %w", subject, err)
 	}

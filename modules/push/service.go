@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +32,7 @@ import (
 	"github.com/elph-server/elph/config"
 	"github.com/elph-server/elph/platform/auth"
 	"github.com/elph-server/elph/platform/bus"
+	"github.com/elph-server/elph/platform/httpx"
 	"github.com/elph-server/elph/platform/module"
 	"github.com/elph-server/elph/platform/store"
 )
@@ -313,13 +313,9 @@ func normalizeConfig(c config.Push) (config.Push, error) {
 }
 
 func loadCAFile(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
+	pool, err := httpx.LoadCertPool(path)
 	if err != nil {
 		return nil, fmt.Errorf("push.relay.ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("push.relay.ca_file: %s holds no PEM certificate", path)
 	}
 	return pool, nil
 }
@@ -364,8 +360,8 @@ func (m *Module) Start(ctx context.Context) error {
 	}
 	for _, s := range subs {
 		// Block: a trigger must not be lost because the database was slow
-		// for a moment.
-		sub, err := m.bus.Subscribe(s.subject, s.name, s.h, bus.WithPolicy(bus.Block), bus.WithWorkers(consumerWorkers))
+		// for a moment. Shared: one node per cluster queues each push.
+		sub, err := m.bus.Subscribe(s.subject, s.name, s.h, bus.WithPolicy(bus.Block), bus.WithWorkers(consumerWorkers), bus.Shared())
 		if err != nil {
 			for _, done := range m.subs {
 				done.Unsubscribe()

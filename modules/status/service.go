@@ -176,7 +176,8 @@ func (m *Module) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status: subscribe %s: %w", TopicPresenceChanged, err)
 	}
-	calls, err := m.bus.Subscribe(callSubject, "status.calls", m.onCall, bus.WithPolicy(bus.Block), bus.WithWorkers(4))
+	// Shared: one node per cluster records each call state.
+	calls, err := m.bus.Subscribe(callSubject, "status.calls", m.onCall, bus.WithPolicy(bus.Block), bus.WithWorkers(4), bus.Shared())
 	if err != nil {
 		changes.Unsubscribe()
 		return fmt.Errorf("status: subscribe %s: %w", callSubject, err)

@@ -34,6 +34,10 @@ var (
 	ErrTooLarge = errors.New("bus: too large")
 	// ErrDuplicateName means a subscription with that name already exists.
 	ErrDuplicateName = errors.New("bus: duplicate subscriber name")
+	// ErrUnavailable means the bus cannot carry events right now: the NATS
+	// bus is disconnected (reconnecting) and its reconnect buffer is full,
+	// or its connection is gone. The in-memory bus never returns it.
+	ErrUnavailable = errors.New("bus: unavailable")
 )
 
 // Event is one message on the bus.
@@ -46,9 +50,9 @@ type Event struct {
 }
 
 // Handler consumes events for a subscription. A returned error is logged
-// and counted; the event is not redelivered, because the in-memory bus has
-// nowhere durable to keep it. Handlers that need retries keep their own
-// state in the database.
+// and counted; the event is not redelivered, because neither the in-memory
+// nor the NATS bus keeps events anywhere durable. Handlers that need
+// retries keep their own state in the database.
 type Handler func(ctx context.Context, ev Event) error
 
 // Policy says what Publish does when a subscriber's queue is full.
@@ -57,8 +61,13 @@ type Policy int
 const (
 	// Block makes the publisher wait for room in the subscriber's queue up
 	// to the publish timeout (or its context), then fail with an error
-	// wrapping ErrBackpressure. Events are never dropped. This is the
-	// default: most events (messages, call state) must not be lost.
+	// wrapping ErrBackpressure. Events are never dropped silently. This is
+	// the default: most events (messages, call state) must not be lost.
+	//
+	// On the NATS bus the publisher may be on another node, so it cannot
+	// be made to wait: the receiving node waits for room up to the publish
+	// timeout instead, then drops the event for that subscriber, counts it
+	// in elph_bus_backpressure_total and logs it.
 	Block Policy = iota
 	// DropNewest discards the new event for that subscriber when its queue
 	// is full. Only for ephemeral events (typing, presence pings) where a
@@ -83,6 +92,7 @@ type subscribeOptions struct {
 	policy    Policy
 	queueSize int
 	workers   int
+	shared    bool
 }
 
 // WithPolicy sets what happens when the subscription's queue is full.
@@ -100,6 +110,18 @@ func WithQueueSize(n int) SubscribeOption {
 // kept while different keys proceed in parallel.
 func WithWorkers(n int) SubscribeOption {
 	return func(o *subscribeOptions) { o.workers = n }
+}
+
+// Shared makes one subscriber of the group handle each event: the
+// subscriptions with this name on every node form a NATS queue group. It is
+// for work that must happen once per cluster, such as writing call history
+// or queuing a push. Order per key holds within a node, not across nodes, so
+// a shared handler must tolerate events of one key handled on different
+// nodes. Every node's subscription in the group must use the same subject.
+// Without Shared every node's subscription gets every event (fan-out). The
+// in-memory bus accepts and ignores it: one process is one node.
+func Shared() SubscribeOption {
+	return func(o *subscribeOptions) { o.shared = true }
 }
 
 func (o subscribeOptions) validate() error {
@@ -136,12 +158,13 @@ type Bus interface {
 	Publish(ctx context.Context, ev Event) error
 	// Subscribe registers a named consumer (name is used in metrics/logs;
 	// unique per bus, duplicate -> error) for a subject.
-	// Subjects use NATS syntax so a NATS implementation can satisfy this
-	// interface later: tokens separated by '.', '*' matches exactly one
-	// token, '>' (last token only) matches one or more tokens.
+	// Subjects use NATS syntax, so the NATS implementation passes them on
+	// as they are: tokens separated by '.', '*' matches exactly one token,
+	// '>' (last token only) matches one or more tokens.
 	Subscribe(subject, name string, h Handler, opts ...SubscribeOption) (Subscription, error)
 	// Ping reports nil when the bus can accept events, ErrClosed after
-	// Close. Used by /readyz.
+	// Close, and an error wrapping ErrUnavailable while it cannot carry
+	// them (NATS disconnected). Used by /readyz.
 	Ping(ctx context.Context) error
 	// Close stops accepting publishes (they fail with ErrClosed) and drains
 	// every queue until ctx is done; it returns ctx's error if it could not

@@ -3,37 +3,18 @@ package bus
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Defaults for MemoryOptions' zero values.
-const (
-	DefaultQueueSize      = 1024
-	DefaultWorkers        = 1
-	DefaultPublishTimeout = 5 * time.Second
-)
-
-// maxNameLen bounds a subscriber name, which becomes a metric label value.
-const maxNameLen = 255
-
-// dropWarnEvery rate-limits the warning logged when a DropNewest subscriber
-// drops events: a stuck consumer of presence pings would otherwise log once
-// per ping.
-const dropWarnEvery = 10 * time.Second
 
 // MemoryOptions configures NewMemory. The zero value is usable.
 type MemoryOptions struct {
@@ -48,17 +29,7 @@ type MemoryOptions struct {
 // bounded queues, so a slow consumer only affects publishers through its own
 // Policy.
 type Memory struct {
-	log            *slog.Logger
-	metrics        *metrics
-	queueSize      int
-	workers        int
-	publishTimeout time.Duration
-	now            func() time.Time // tests replace it to check rate limiting
-
-	// handlerCtx is passed to every handler. It is cancelled when Close
-	// gives up waiting, so handlers can abandon slow work on shutdown.
-	handlerCtx     context.Context
-	cancelHandlers context.CancelFunc
+	core
 
 	closed atomic.Bool
 	// subs is a copy-on-write index that Publish reads without a lock.
@@ -75,34 +46,27 @@ var _ Bus = (*Memory)(nil)
 // metrics on opts.Registerer fails.
 func NewMemory(opts MemoryOptions) (*Memory, error) {
 	m := &Memory{
-		log:            opts.Logger,
-		queueSize:      opts.QueueSize,
-		workers:        opts.Workers,
-		publishTimeout: opts.PublishTimeout,
-		now:            time.Now,
-		names:          make(map[string]*subscription),
-		drained:        make(chan struct{}),
-	}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
-	}
-	if m.queueSize <= 0 {
-		m.queueSize = DefaultQueueSize
-	}
-	if m.workers <= 0 {
-		m.workers = DefaultWorkers
-	}
-	if m.publishTimeout <= 0 {
-		m.publishTimeout = DefaultPublishTimeout
+		core:    newCore(opts.Logger, opts.QueueSize, opts.Workers, opts.PublishTimeout),
+		names:   make(map[string]*subscription),
+		drained: make(chan struct{}),
 	}
 	m.subs.Store(newSubIndex(nil))
-	met, err := newMetrics(opts.Registerer, func() []*subscription { return m.subs.Load().all })
+	met, err := newMetrics(opts.Registerer, m.dispatchers)
 	if err != nil {
+		m.cancelHandlers()
 		return nil, err
 	}
 	m.metrics = met
-	m.handlerCtx, m.cancelHandlers = context.WithCancel(context.Background())
 	return m, nil
+}
+
+// dispatchers lists the live subscriptions for the queue depth gauge.
+func (m *Memory) dispatchers(yield func(*dispatcher) bool) {
+	for _, s := range m.subs.Load().all {
+		if !yield(s.dispatcher) {
+			return
+		}
+	}
 }
 
 // Publish queues ev for every matching subscription. ctx only bounds the
@@ -187,24 +151,16 @@ func (m *Memory) wait(ctx context.Context, ev Event, h uint64, full []*subscript
 }
 
 // Subscribe registers h under a unique name for every topic matching
-// subject. The handler runs in the subscription's own goroutines.
+// subject. The handler runs in the subscription's own goroutines. Shared is
+// accepted and changes nothing: one process is one node, and every
+// subscription already handles each event once.
 func (m *Memory) Subscribe(subject, name string, h Handler, opts ...SubscribeOption) (Subscription, error) {
 	if err := ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
-		// The name is a Prometheus label value, which must be valid UTF-8.
-		return nil, fmt.Errorf("bus: invalid subscriber name %q: want 1..%d bytes of UTF-8", name, maxNameLen)
-	}
-	if h == nil {
-		return nil, fmt.Errorf("bus: subscriber %q: nil handler", name)
-	}
-	o := subscribeOptions{policy: Block, queueSize: m.queueSize, workers: m.workers}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if err := o.validate(); err != nil {
-		return nil, fmt.Errorf("bus: subscriber %q: %w", name, err)
+	o, err := m.options(name, h, opts)
+	if err != nil {
+		return nil, err
 	}
 
 	m.mu.Lock()
@@ -216,19 +172,9 @@ func (m *Memory) Subscribe(subject, name string, h Handler, opts ...SubscribeOpt
 		return nil, fmt.Errorf("%w: %q", ErrDuplicateName, name)
 	}
 	s := &subscription{
-		bus:      m,
-		name:     name,
-		pattern:  strings.Split(subject, "."),
-		handler:  h,
-		policy:   o.policy,
-		log:      m.log.With("subscriber", name, "subject", subject),
-		met:      m.metrics.forSubscriber(name),
-		queues:   make([]chan Event, o.workers),
-		stopping: make(chan struct{}),
-	}
-	for i := range s.queues {
-		s.queues[i] = make(chan Event, o.queueSize)
-		s.workers.Go(func() { s.work(s.queues[i]) })
+		dispatcher: m.newDispatcher(name, h, o, m.log.With("subscriber", name, "subject", subject)),
+		bus:        m,
+		pattern:    strings.Split(subject, "."),
 	}
 	m.names[name] = s
 	m.subs.Store(newSubIndex(append(slices.Clone(m.subs.Load().all), s)))
@@ -306,139 +252,12 @@ func newSubIndex(all []*subscription) *subIndex {
 	return idx
 }
 
-// subscription is one consumer: a handler, its queues (one per worker) and
-// the workers draining them.
+// subscription is one consumer: which topics it takes, and the dispatcher
+// that queues and handles them.
 type subscription struct {
+	*dispatcher
 	bus     *Memory
-	name    string
 	pattern []string // subject split on '.'
-	handler Handler
-	policy  Policy
-	log     *slog.Logger
-	met     subMetrics
-	queues  []chan Event
-
-	// mu makes sending on the queues and closing them mutually exclusive:
-	// publishers hold it shared while they send, stop holds it exclusively
-	// to set closed, after which no one sends and the queues can be closed
-	// without a send on a closed channel.
-	mu       sync.RWMutex
-	closed   bool
-	stopping chan struct{} // closed before stop takes mu, to wake publishers waiting for room
-	stopOnce sync.Once
-	stopped  atomic.Bool // drained and its metric series deleted
-	workers  sync.WaitGroup
-
-	pendingDrops atomic.Int64 // drops since the last warning
-	lastDropWarn atomic.Int64 // m.now() in Unix nanoseconds at the last warning
-}
-
-type offerResult int
-
-const (
-	offerQueued  offerResult = iota
-	offerDropped             // DropNewest and the queue was full
-	offerFull                // Block and the queue was full: the caller must wait
-	offerGone                // the subscription is stopping
-	offerTimeout             // waited until the deadline without room
-)
-
-// queue picks the worker for a key hash: one key, one worker, one order.
-func (s *subscription) queue(h uint64) chan Event {
-	return s.queues[h%uint64(len(s.queues))]
-}
-
-// offer queues ev if there is room right now.
-func (s *subscription) offer(ev Event, h uint64) offerResult {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return offerGone
-	}
-	select {
-	case s.queue(h) <- ev:
-		return offerQueued
-	default:
-	}
-	if s.policy == DropNewest {
-		s.noteDrop(ev)
-		return offerDropped
-	}
-	return offerFull
-}
-
-// wait queues ev, waiting for room until ctx is done or the subscription
-// stops.
-func (s *subscription) wait(ctx context.Context, ev Event, h uint64) offerResult {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return offerGone
-	}
-	select {
-	case s.queue(h) <- ev:
-		return offerQueued
-	case <-s.stopping:
-		return offerGone
-	case <-ctx.Done():
-		// Counted under mu, before stop can delete the series.
-		s.met.backpressure.Inc()
-		return offerTimeout
-	}
-}
-
-func (s *subscription) closedErr(ev Event) error {
-	return fmt.Errorf("%w: subscriber %q missed %s (id %s)", ErrClosed, s.name, ev.Topic, ev.ID)
-}
-
-// noteDrop counts a dropped event and warns at most once per dropWarnEvery,
-// with the number dropped since the previous warning.
-func (s *subscription) noteDrop(ev Event) {
-	s.met.dropped.Inc()
-	s.pendingDrops.Add(1)
-	now := s.bus.now().UnixNano()
-	last := s.lastDropWarn.Load()
-	if last != 0 && now-last < int64(dropWarnEvery) {
-		return
-	}
-	if !s.lastDropWarn.CompareAndSwap(last, now) {
-		return // another publisher is logging this window
-	}
-	s.log.Warn("bus: subscriber queue full, dropping events",
-		"topic", ev.Topic, "dropped", s.pendingDrops.Swap(0))
-}
-
-func (s *subscription) depth() int {
-	n := 0
-	for _, q := range s.queues {
-		n += len(q)
-	}
-	return n
-}
-
-func (s *subscription) work(q <-chan Event) {
-	for ev := range q {
-		s.handle(ev)
-	}
-}
-
-func (s *subscription) handle(ev Event) {
-	defer func() {
-		if r := recover(); r != nil {
-			// One bad event must not kill the worker and stall every
-			// later event with a key that hashes to it.
-			s.met.handlerErrors.Inc()
-			s.log.Error("bus: handler panicked",
-				"topic", ev.Topic, "key", ev.Key, "event_id", ev.ID,
-				"panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	s.met.delivered.Inc()
-	if err := s.handler(s.bus.handlerCtx, ev); err != nil {
-		s.met.handlerErrors.Inc()
-		s.log.Error("bus: handler failed",
-			"topic", ev.Topic, "key", ev.Key, "event_id", ev.ID, "err", err)
-	}
 }
 
 // Unsubscribe stops delivery and waits until the queued events have been
@@ -459,48 +278,4 @@ func (s *subscription) Unsubscribe() {
 		delete(m.names, s.name)
 	}
 	m.mu.Unlock()
-}
-
-// stop closes the queues, waits for the workers to drain them and removes
-// the subscriber's metric series. Concurrent callers all wait for it.
-func (s *subscription) stop() {
-	s.stopOnce.Do(func() {
-		close(s.stopping)
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		for _, q := range s.queues {
-			close(q)
-		}
-		s.workers.Wait()
-		if n := s.pendingDrops.Swap(0); n > 0 {
-			s.log.Warn("bus: subscriber stopped, dropped events since last warning", "dropped", n)
-		}
-		s.stopped.Store(true)
-		s.bus.metrics.deleteSubscriber(s.name)
-	})
-}
-
-// newID returns a random 128-bit id in hex.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails since Go 1.24
-	return hex.EncodeToString(b[:])
-}
-
-// keyHash is FNV-1a of the key, or of the topic when there is no key, so
-// keyless events keep per-topic order. It must not depend on anything else
-// (not the topic when a key is set): all events of one conversation, of
-// whatever topic, go to the same worker.
-func keyHash(key, topic string) uint64 {
-	if key == "" {
-		key = topic
-	}
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= prime
-	}
-	return h
 }

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"iter"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,7 +21,12 @@ type metrics struct {
 
 // newMetrics builds the collectors and registers them on reg when it is not
 // nil. subs lists the live subscriptions for the queue depth gauge.
-func newMetrics(reg prometheus.Registerer, subs func() []*subscription) (*metrics, error) {
+//
+// Memory and NATS export the same names, so one dashboard serves both. One
+// bus per registry: a second one on the same registry fails with a
+// registration error (never a panic) and leaves the first one's metrics
+// registered.
+func newMetrics(reg prometheus.Registerer, subs iter.Seq[*dispatcher]) (*metrics, error) {
 	counter := func(name, help, label string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "elph", Subsystem: "bus", Name: name, Help: help,
@@ -31,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, subs func() []*subscription) (*metric
 		// topic label stays a small, fixed set.
 		published:     counter("published_total", "Events accepted by Publish.", "topic"),
 		delivered:     counter("delivered_total", "Events handed to a subscriber's handler.", "subscriber"),
-		dropped:       counter("dropped_total", "Events a DropNewest subscriber missed because its queue was full.", "subscriber"),
+		dropped:       counter("dropped_total", "Events a subscriber missed because its queue was full (DropNewest) or, on NATS, because the client's pending buffer overflowed (slow consumer).", "subscriber"),
 		backpressure:  counter("backpressure_total", "Events a Block subscriber missed because its queue stayed full for the publish timeout.", "subscriber"),
 		handlerErrors: counter("handler_errors_total", "Handler calls that returned an error or panicked.", "subscriber"),
 		queueDepth: &depthCollector{
@@ -41,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, subs func() []*subscription) (*metric
 		},
 		publishWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "elph", Subsystem: "bus", Name: "publish_wait_seconds",
-			Help: "Time a Publish waited for room in a full Block subscriber's queue (only publishes that had to wait).",
+			Help: "Time spent waiting for room in a full Block subscriber's queue (only waits that happened): in Publish on the memory bus, in delivery on NATS.",
 			// From "a worker was briefly busy" to the default 5s timeout.
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 2.5, 5, 10},
 		}),
@@ -62,6 +68,17 @@ func newMetrics(reg prometheus.Registerer, subs func() []*subscription) (*metric
 		registered = append(registered, c)
 	}
 	return m, nil
+}
+
+// unregister undoes a successful registration on reg, for a constructor
+// that fails after registering, so that a retry can register again.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
@@ -104,16 +121,16 @@ func (m *metrics) deleteSubscriber(name string) {
 // stops being reported.
 type depthCollector struct {
 	desc *prometheus.Desc
-	subs func() []*subscription
+	subs iter.Seq[*dispatcher]
 }
 
 func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.subs() {
-		if s.stopped.Load() {
+	for d := range c.subs {
+		if d.stopped.Load() {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(s.depth()), s.name)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(d.depth()), d.name)
 	}
 }

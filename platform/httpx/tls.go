@@ -537,3 +537,18 @@ func newSerial() (*big.Int, error) {
 	// Never zero: some clients reject a zero serial.
 	return serial.Add(serial, big.NewInt(1)), nil
 }
+
+// LoadCertPool reads the PEM certificates of a CA file into a new pool:
+// the roots a client trusts for an internal service (upstream nodes, a
+// relay node, NATS), instead of the system's.
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
