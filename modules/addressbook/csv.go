@@ -510,7 +510,7 @@ func (h csvHeader) record(cells []string) (Record, error) {
 	f := &rec.Fields
 	for i, name := range h.names {
 		// A copy: the cells share the whole file's memory.
-		v := strings.Clone(cells[i])
+		v := unguardFormula(strings.Clone(cells[i]))
 		if name != "info" {
 			v = strings.TrimSpace(v)
 		}
@@ -662,6 +662,9 @@ func WriteCSV(w io.Writer, each func(func(Contact) error) error, id func(Contact
 				return errors.New("addressbook: export: the directory changed during the export; run it again")
 			}
 		}
+		for i := range row {
+			row[i] = guardFormula(row[i])
+		}
 		return cw.Write(row)
 	})
 	if err != nil {
@@ -711,4 +714,28 @@ func (d *Directory) ExportCSV(ctx context.Context, w io.Writer) (int, error) {
 		return contactCSVID(c)
 	})
 	return n, err
+}
+
+// formulaStarts are the first characters that make Excel and LibreOffice
+// read a cell as a formula (CSV injection: a contact named
+// "=HYPERLINK(…)" would run when an administrator opens the export).
+const formulaStarts = "=+-@\t\r"
+
+// guardFormula makes a cell that would start a formula plain text with a
+// leading apostrophe, which spreadsheets show as text and do not display;
+// "+7 495 …" stays a readable number that way too.
+func guardFormula(v string) string {
+	if v != "" && strings.IndexByte(formulaStarts, v[0]) >= 0 {
+		return "'" + v
+	}
+	return v
+}
+
+// unguardFormula undoes guardFormula on import, so an export reads back
+// the same.
+func unguardFormula(v string) string {
+	if len(v) > 1 && v[0] == '\'' && strings.IndexByte(formulaStarts, v[1]) >= 0 {
+		return v[1:]
+	}
+	return v
 }

