@@ -17,7 +17,10 @@ type Push struct {
 	APNs  APNs      `koanf:"apns"`
 	FCM   FCM       `koanf:"fcm"`
 	Relay PushRelay `koanf:"relay"`
-	// Workers send queued pushes in parallel.
+	// Workers send queued pushes in parallel. Each waits for Apple's or
+	// Google's answer (a round trip over the internet, 50-200 ms), so
+	// they bound the rate: 32 send some 150-600 pushes a second; APNs and
+	// FCM take many requests at once over one HTTP/2 connection.
 	Workers int `koanf:"workers"`
 	// MaxAttempts bounds the tries of one push before it is dropped.
 	MaxAttempts int `koanf:"max_attempts"`
@@ -78,7 +81,7 @@ func defaultPush() Push {
 		Mode:           "direct",
 		APNs:           APNs{URL: "https://api.push.apple.com"},
 		FCM:            FCM{URL: "https://fcm.googleapis.com"},
-		Workers:        4,
+		Workers:        32,
 		MaxAttempts:    8,
 		MessageTTL:     time.Hour,
 		CallTTL:        30 * time.Second,
