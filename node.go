@@ -22,6 +22,7 @@ import (
 
 	"github.com/elph-server/elph/config"
 	"github.com/elph-server/elph/migrations"
+	"github.com/elph-server/elph/modules/push"
 	"github.com/elph-server/elph/platform/blob"
 	"github.com/elph-server/elph/platform/bus"
 	"github.com/elph-server/elph/platform/httpx"
@@ -51,7 +52,10 @@ type node struct {
 	servers  []*httpx.Server // gateway and module listeners
 	certs    []*httpx.Certificate
 	proxy    *proxy.Proxy // the gateway's routing (in-process or to upstreams)
-	openURL  string
+	// relay is the push module without storage on a proxy node with
+	// push.relay.accept_token: internal nodes push through the DMZ.
+	relay   module.Module
+	openURL string
 }
 
 // newNode provisions everything the configuration asks for, without
@@ -124,7 +128,16 @@ func newNode(ctx context.Context, loaded *config.Loaded, src config.Source, out 
 		}
 		mods = append(mods, m)
 	}
-	n.group = module.NewGroup(log, mods)
+	all := mods
+	if cfg.Node.Role == "proxy" {
+		if n.relay, err = proxyRelay(&cfg, log.With("module", "push"), n.reg); err != nil {
+			return nil, err
+		}
+		if n.relay != nil {
+			all = append(slices.Clone(mods), n.relay)
+		}
+	}
+	n.group = module.NewGroup(log, all)
 
 	if err := n.buildListeners(mods); err != nil {
 		return nil, err
@@ -320,6 +333,13 @@ func (n *node) gatewayRoutes(mods []module.Module, local chi.Router) ([]proxy.Ro
 	}
 	for prefix, ups := range override { // prefixes of no module: passed on as configured
 		routes = append(routes, proxy.Route{Prefix: prefix, Upstreams: ups})
+	}
+	if n.relay != nil {
+		// The relay endpoint is answered here; the rest of /push/ (the
+		// devices API) goes upstream like any module's.
+		prefix := c.Modules.ByName(push.Name).Prefix
+		local.Mount(mountPath(prefix), n.relay.Routes())
+		routes = append(routes, proxy.Route{Prefix: prefix + "v1/relay/", Handler: local})
 	}
 	return routes, nil
 }

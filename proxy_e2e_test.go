@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +32,8 @@ func TestProxyNodeInFrontOfAServer(t *testing.T) {
 	// The server's generated certificate is its own root.
 	px.env["ELPH_PROXY_CA_FILE"] = filepath.Join(server.dataDir, "tls", "selfsigned.crt")
 	px.env["ELPH_GATEWAY_REDIRECT_LISTEN"] = redirect
+	relayToken := strings.Repeat("r", 40)
+	px.env["ELPH_PUSH_RELAY_ACCEPT_TOKEN"] = relayToken
 	pp := start(t, px.env, "serve", "--role=proxy")
 	waitFor(t, pp, "proxy ready", func() bool { code, _ := get(plain, "http://"+px.admin+"/readyz"); return code == 200 })
 	if !strings.Contains(pp.out.String(), "role=proxy") {
@@ -86,6 +89,35 @@ func TestProxyNodeInFrontOfAServer(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(loc, "https://") || !strings.HasSuffix(loc, "/chat/v1/conversations?x=1") {
 		t.Errorf("plain HTTP: %d Location %q", resp.StatusCode, loc)
+	}
+
+	// The push relay is answered by the proxy node itself (the server has
+	// no relay token, so it would refuse); the devices API goes upstream.
+	relay := func(token string) (int, string) {
+		req, _ := http.NewRequest("POST", "https://"+px.gateway+"/push/v1/relay", strings.NewReader(`{"items":[]}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := anon.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	// Past the token check, an empty batch is the relay's own 400.
+	if code, body := relay(relayToken); code != 400 || !strings.Contains(body, "items must hold") {
+		t.Errorf("relay with the token: %d %s", code, body)
+	}
+	if code, _ := relay(strings.Repeat("x", 40)); code != 401 {
+		t.Errorf("relay with a wrong token: %d", code)
+	}
+	if code := admin.do("GET", "/push/v1/devices", nil, nil); code != 200 {
+		t.Errorf("devices through the proxy: %d", code)
+	}
+	if c, err := net.DialTimeout("tcp", px.env["ELPH_MODULES_PUSH_LISTEN"], time.Second); err == nil {
+		c.Close()
+		t.Error("the relay opened the push module's own listener on the proxy")
 	}
 
 	// The server goes away: the proxy is no longer ready and says so.

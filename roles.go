@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/elph-server/elph/config"
@@ -17,6 +19,7 @@ import (
 	"github.com/elph-server/elph/platform/module"
 	"github.com/elph-server/elph/platform/stream"
 	"github.com/elph-server/elph/web"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // wiring is what the module constructors share beyond module.Deps: the
@@ -205,4 +208,19 @@ func disabled(c *config.Config) func(string) bool {
 		m := c.Modules.ByName(name)
 		return m != nil && !m.Enabled
 	}
+}
+
+// proxyRelay is the push relay of a DMZ proxy node: the push module
+// without storage, sending what internal nodes hand it to APNs and FCM. It
+// runs when push.relay.accept_token is set (and the push module is not
+// disabled); nil otherwise.
+func proxyRelay(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (module.Module, error) {
+	if cfg.Push.Relay.AcceptToken == "" || !cfg.Modules.ByName(push.Name).Enabled {
+		return nil, nil
+	}
+	m, err := push.New(push.Options{Config: cfg.Push, Log: log, Metrics: reg})
+	if err != nil {
+		return nil, fmt.Errorf("push relay: %w", err)
+	}
+	return m, nil
 }
