@@ -32,6 +32,7 @@ bench: build
 	$(GO) run ./bench/push -bin ./$(BIN)
 	$(GO) run ./bench/addressbook -bin ./$(BIN)
 	$(GO) run ./bench/proxy -bin ./$(BIN)
+	$(GO) run ./bench/bus
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
