@@ -33,10 +33,12 @@ const (
 	// stalls while a Block subscriber's queue is full, so these are far
 	// above the local queues: a burst (a peer flushing what it buffered
 	// while reconnecting) must not be dropped, yet a stuck handler must
-	// not take all memory. Beyond them NATS drops messages and reports a
-	// slow consumer, which is counted as dropped.
-	natsPendingMsgs  = 1 << 20
-	natsPendingBytes = 256 << 20
+	// not take all memory: a node has about ten subscriptions, so 64 MiB
+	// each bounds the worst case near nats.go's own defaults. Beyond them
+	// NATS drops messages and reports a slow consumer, which is counted as
+	// dropped.
+	natsPendingMsgs  = 512 << 10
+	natsPendingBytes = 64 << 20
 
 	// natsHeaderRoom is what the Elph-* headers may add to a payload of
 	// MaxPayload bytes; a server whose max_payload leaves less than that
