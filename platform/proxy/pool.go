@@ -83,6 +83,12 @@ func newConnPool(tr *http.Transport, now func() time.Time) *connPool {
 	}
 	// The pool speaks HTTP/1.1 only; an upstream offering h2 picks it.
 	cp.tls.NextProtos = []string{"http/1.1"}
+	// New connections resume an earlier TLS session (as nginx's
+	// proxy_ssl_session_reuse): a burst of WebSocket upgrades or a
+	// reconnect after an upstream restart costs no full handshakes.
+	if cp.tls.ClientSessionCache == nil {
+		cp.tls.ClientSessionCache = tls.NewLRUClientSessionCache(256)
+	}
 	return cp
 }
 

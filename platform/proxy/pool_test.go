@@ -439,3 +439,35 @@ func TestPoolIdleLimits(t *testing.T) {
 		t.Fatal("get returned a connection idle past the timeout")
 	}
 }
+
+func TestPoolResumesTLSSessions(t *testing.T) {
+	var mu sync.Mutex
+	resumed := map[bool]int{}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/x" { // health checks use the Transport
+			mu.Lock()
+			resumed[r.TLS.DidResume]++
+			mu.Unlock()
+		}
+		w.Header().Set("Connection", "close") // every request on a new connection
+		_, _ = io.WriteString(w, "ok")
+	}))
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	p := newProxy(t, Options{Routes: []Route{{Prefix: "/", Upstreams: []*url.URL{mustURL(t, ts.URL)}}},
+		Transport: NewTransport(&tls.Config{RootCAs: roots}), HealthInterval: time.Hour})
+	px := serve(t, p)
+	c := client(t)
+	for range 4 {
+		if res, body := get(t, c, px.URL+"/x"); res.StatusCode != 200 || body != "ok" {
+			t.Fatalf("%d %q", res.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if resumed[false] != 1 || resumed[true] != 3 {
+		t.Fatalf("full handshakes %d, resumed %d; want 1 and 3", resumed[false], resumed[true])
+	}
+}
