@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -161,15 +160,15 @@ func run(o options) int {
 		return 1
 	}
 
-	m0, err := scrape(node)
+	m0, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
 	ep := endpoints(node, o.gateway)
 	fmt.Printf("chat bench: %s, %d clients in groups of %d, %s msg/s for %s, %s, via %s\n",
 		o.bin, o.conns, o.group, joinInts(o.rates), o.dur, o.dbDriver, ep.ws)
-	fmt.Printf("open files: this tool %d (hard %d), server %.0f (from its process_max_fds)\n", soft, hard, m0.get("process_max_fds"))
-	if m0.get("process_max_fds") < float64(o.conns+64) {
+	fmt.Printf("open files: this tool %d (hard %d), server %.0f (from its process_max_fds)\n", soft, hard, m0.Get("process_max_fds"))
+	if m0.Get("process_max_fds") < float64(o.conns+64) {
 		fmt.Printf("  warning: the server may run out of file descriptors for %d connections\n", o.conns)
 	}
 
@@ -193,7 +192,7 @@ func run(o options) int {
 		fmt.Printf("server restarted on the same data in %.1fs (clean memory baseline)\n", time.Since(at).Seconds())
 	}
 	time.Sleep(2 * time.Second) // let the start settle
-	before, err := scrape(node)
+	before, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
@@ -218,21 +217,21 @@ func run(o options) int {
 	case <-ctx.Done():
 		return failLog(ctx.Err())
 	}
-	idle, err := scrape(node)
+	idle, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
 	rssIdle, _ := node.RSSKiB()
 	perConn := func(a, b float64) float64 { return (b - a) / float64(connected) }
 	fmt.Printf("server before connecting: RSS %.1f MiB, Go heap in use %.1f MiB, stacks %.1f MiB, %.0f goroutines\n",
-		float64(rssBefore)/1024, before.get("go_memstats_heap_inuse_bytes")/(1<<20), before.get("go_memstats_stack_inuse_bytes")/(1<<20), before.get("go_goroutines"))
+		float64(rssBefore)/1024, before.Get("go_memstats_heap_inuse_bytes")/(1<<20), before.Get("go_memstats_stack_inuse_bytes")/(1<<20), before.Get("go_goroutines"))
 	fmt.Printf("server with %d idle connections (after %s): RSS %.1f MiB, Go heap in use %.1f MiB, stacks %.1f MiB, %.0f goroutines, %.0f stream connections\n",
-		connected, o.idle, float64(rssIdle)/1024, idle.get("go_memstats_heap_inuse_bytes")/(1<<20), idle.get("go_memstats_stack_inuse_bytes")/(1<<20), idle.get("go_goroutines"), idle.get("elph_stream_connections"))
+		connected, o.idle, float64(rssIdle)/1024, idle.Get("go_memstats_heap_inuse_bytes")/(1<<20), idle.Get("go_memstats_stack_inuse_bytes")/(1<<20), idle.Get("go_goroutines"), idle.Get("elph_stream_connections"))
 	fmt.Printf("  per idle connection: %.1f KiB RSS (Go heap %.1f KiB + stacks %.1f KiB), %.1f goroutines\n\n",
 		perConn(float64(rssBefore), float64(rssIdle)),
-		perConn(before.get("go_memstats_heap_inuse_bytes"), idle.get("go_memstats_heap_inuse_bytes"))/1024,
-		perConn(before.get("go_memstats_stack_inuse_bytes"), idle.get("go_memstats_stack_inuse_bytes"))/1024,
-		perConn(before.get("go_goroutines"), idle.get("go_goroutines")))
+		perConn(before.Get("go_memstats_heap_inuse_bytes"), idle.Get("go_memstats_heap_inuse_bytes"))/1024,
+		perConn(before.Get("go_memstats_stack_inuse_bytes"), idle.Get("go_memstats_stack_inuse_bytes"))/1024,
+		perConn(before.Get("go_goroutines"), idle.Get("go_goroutines")))
 
 	// Send phases, each followed by a drain.
 	ok := 0
@@ -241,7 +240,7 @@ func run(o options) int {
 		sys0, _ := benchkit.SystemCPU()
 		var ru0 syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-		m0, err := scrape(node)
+		m0, err := node.Scrape()
 		if err != nil {
 			return failLog(err)
 		}
@@ -252,7 +251,7 @@ func run(o options) int {
 		b.sendPhase(sendCtx, ep, ph)
 		cancelSend()
 		ph.drainedIn = b.waitDrain(ctx, o.drain)
-		m1, err := scrape(node)
+		m1, err := node.Scrape()
 		if err != nil {
 			return failLog(err)
 		}
@@ -261,7 +260,7 @@ func run(o options) int {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 		sys1, _ := benchkit.SystemCPU()
 		ph.span = time.Since(ph.start)
-		ph.serverCPU = m1.get("process_cpu_seconds_total") - m0.get("process_cpu_seconds_total")
+		ph.serverCPU = m1.Get("process_cpu_seconds_total") - m0.Get("process_cpu_seconds_total")
 		ph.toolCPU = benchkit.CPUOf(ru1) - benchkit.CPUOf(ru0)
 		ph.allCPU = sys1 - sys0
 		ph.before, ph.after, ph.rssBefore, ph.rssAfter = m0, m1, rss0, rss1
@@ -557,8 +556,8 @@ type phase struct {
 	serverCPU float64
 	toolCPU   float64
 	allCPU    float64 // every process on the machine
-	before    metrics
-	after     metrics
+	before    benchkit.Metrics
+	after     benchkit.Metrics
 	rssBefore int
 	rssAfter  int
 	held      int
@@ -978,7 +977,7 @@ func (b *bench) reportPhase(w io.Writer, pi, connected int) {
 	fmt.Fprintf(w, "client checks (all phases so far): seq gaps %d, seq repeats %d, resyncs %d\n", gaps, dups, resyncs)
 	fmt.Fprintf(w, "drain after the window: %.1fs (limit %s)\n", ph.drainedIn.Seconds(), b.o.drain)
 	fmt.Fprintf(w, "connections held at the end: %d of %d connected (%d asked); the server counts %.0f stream connections\n",
-		ph.held, connected, b.o.conns, ph.after.get("elph_stream_connections"))
+		ph.held, connected, b.o.conns, ph.after.Get("elph_stream_connections"))
 	if len(closes) > 0 {
 		fmt.Fprintf(w, "  closed so far: %v\n", closes)
 	}
@@ -987,8 +986,8 @@ func (b *bench) reportPhase(w io.Writer, pi, connected int) {
 		sp, ph.serverCPU, 100*ph.serverCPU/sp, ph.toolCPU, 100*ph.toolCPU/sp,
 		max(0, ph.allCPU-ph.serverCPU-ph.toolCPU), 100*max(0, ph.allCPU-ph.serverCPU-ph.toolCPU)/sp)
 	fmt.Fprintf(w, "server RSS: %.1f MiB before the phase, %.1f MiB after; Go heap in use %.1f MiB after; %.0f goroutines after\n",
-		float64(ph.rssBefore)/1024, float64(ph.rssAfter)/1024, ph.after.get("go_memstats_heap_inuse_bytes")/(1<<20), ph.after.get("go_goroutines"))
-	d := func(name string) float64 { return ph.after.get(name) - ph.before.get(name) }
+		float64(ph.rssBefore)/1024, float64(ph.rssAfter)/1024, ph.after.Get("go_memstats_heap_inuse_bytes")/(1<<20), ph.after.Get("go_goroutines"))
+	d := func(name string) float64 { return ph.after.Get(name) - ph.before.Get(name) }
 	fmt.Fprintf(w, "server counters: messages %.0f; stream appended %.0f, delivered %.0f, of which replayed from the database %.0f; slow disconnects (4008) %.0f; bus backpressure %.0f, dropped %.0f, handler errors %.0f\n",
 		d("elph_chat_messages_total"), d("elph_stream_appended_total"), d("elph_stream_delivered_total"), d("elph_stream_replayed_total"),
 		d("elph_stream_slow_disconnects_total"), d("elph_bus_backpressure_total"), d("elph_bus_dropped_total"), d("elph_bus_handler_errors_total"))
@@ -1008,46 +1007,6 @@ func closeName(c *client) string {
 }
 
 // ---- server metrics ----
-
-// metrics are the admin /metrics values summed over labels.
-type metrics map[string]float64
-
-func (m metrics) get(name string) float64 { return m[name] }
-
-func scrape(n *benchkit.Node) (metrics, error) {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + n.Admin + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("metrics: %s", resp.Status)
-	}
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		name := line[:sp]
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[name] += v
-	}
-	return m, sc.Err()
-}
 
 func fail(err error) int {
 	fmt.Fprintln(os.Stderr, "chat bench:", err)

@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -166,14 +165,14 @@ func run(o options) int {
 		return 1
 	}
 
-	m0, err := scrape(node)
+	m0, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
 	ep := endpoints(node)
 	fmt.Printf("presence bench: %s, %d users each watching %d others, %s changes/s for %s, %s, via %s and %s (admin %s)\n",
 		o.bin, o.users, o.watch, joinInts(o.rates), o.dur, o.dbDriver, ep.ws, ep.status, node.Admin)
-	fmt.Printf("open files: this tool %d (hard %d), server %.0f (from its process_max_fds)\n", soft, hard, m0.get("process_max_fds"))
+	fmt.Printf("open files: this tool %d (hard %d), server %.0f (from its process_max_fds)\n", soft, hard, m0.Get("process_max_fds"))
 
 	// Setup.
 	setupCtx, cancelSetup := context.WithTimeout(ctx, o.setupMax)
@@ -195,7 +194,7 @@ func run(o options) int {
 		fmt.Printf("server restarted on the same data in %.1fs (clean memory baseline; admin %s)\n", time.Since(at).Seconds(), node.Admin)
 	}
 	time.Sleep(2 * time.Second) // let the start settle
-	before, err := scrape(node)
+	before, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
@@ -227,15 +226,15 @@ func run(o options) int {
 	if inPlay == 0 {
 		return failLog(errors.New("no connected user is online"))
 	}
-	idle, err := scrape(node)
+	idle, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
 	rssIdle, _ := node.RSSKiB()
 	fmt.Printf("server before connecting: RSS %.1f MiB, %.0f goroutines; with %d connections: RSS %.1f MiB, Go heap in use %.1f MiB, %.0f goroutines, %.0f stream connections, %.0f presence devices, %.0f watched pairs (asked %d)\n\n",
-		float64(rssBefore)/1024, before.get("go_goroutines"), connected, float64(rssIdle)/1024,
-		idle.get("go_memstats_heap_inuse_bytes")/(1<<20), idle.get("go_goroutines"), idle.get("elph_stream_connections"),
-		idle.get("elph_status_devices"), idle.get("elph_status_watches"), connected*o.watch)
+		float64(rssBefore)/1024, before.Get("go_goroutines"), connected, float64(rssIdle)/1024,
+		idle.Get("go_memstats_heap_inuse_bytes")/(1<<20), idle.Get("go_goroutines"), idle.Get("elph_stream_connections"),
+		idle.Get("elph_status_devices"), idle.Get("elph_status_watches"), connected*o.watch)
 
 	stopSweep := b.startSweeper()
 	defer stopSweep()
@@ -247,7 +246,7 @@ func run(o options) int {
 		sys0, _ := benchkit.SystemCPU()
 		var ru0 syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-		m0, err := scrape(node)
+		m0, err := node.Scrape()
 		if err != nil {
 			return failLog(err)
 		}
@@ -258,7 +257,7 @@ func run(o options) int {
 		b.changePhase(sendCtx, ep, ph)
 		cancelSend()
 		ph.drainedIn = b.waitDrain(ctx, ph, o.drain)
-		m1, err := scrape(node)
+		m1, err := node.Scrape()
 		if err != nil {
 			return failLog(err)
 		}
@@ -267,7 +266,7 @@ func run(o options) int {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 		sys1, _ := benchkit.SystemCPU()
 		ph.span = time.Since(ph.start)
-		ph.serverCPU = m1.get("process_cpu_seconds_total") - m0.get("process_cpu_seconds_total")
+		ph.serverCPU = m1.Get("process_cpu_seconds_total") - m0.Get("process_cpu_seconds_total")
 		ph.toolCPU = benchkit.CPUOf(ru1) - benchkit.CPUOf(ru0)
 		ph.allCPU = sys1 - sys0
 		ph.before, ph.after, ph.rssBefore, ph.rssAfter = m0, m1, rss0, rss1
@@ -654,8 +653,8 @@ type phase struct {
 	serverCPU  float64
 	toolCPU    float64
 	allCPU     float64
-	before     metrics
-	after      metrics
+	before     benchkit.Metrics
+	after      benchkit.Metrics
 	rssBefore  int
 	rssAfter   int
 	held       int
@@ -1428,7 +1427,7 @@ func (b *bench) reportPhase(w io.Writer, pi, connected int) {
 		b.o.hold, b.timedOut.Load(), late, stale, unexpected, self, idleSig, other)
 	fmt.Fprintf(w, "drain after the window: %.1fs (limit %s)\n", ph.drainedIn.Seconds(), b.o.drain)
 	fmt.Fprintf(w, "connections held at the end: %d of %d connected (%d asked); the server counts %.0f stream connections, %.0f presence devices, %.0f watched pairs\n",
-		ph.held, connected, b.o.users, ph.after.get("elph_stream_connections"), ph.after.get("elph_status_devices"), ph.after.get("elph_status_watches"))
+		ph.held, connected, b.o.users, ph.after.Get("elph_stream_connections"), ph.after.Get("elph_status_devices"), ph.after.Get("elph_status_watches"))
 	if len(closes) > 0 {
 		fmt.Fprintf(w, "  closed so far: %v\n", closes)
 	}
@@ -1437,8 +1436,8 @@ func (b *bench) reportPhase(w io.Writer, pi, connected int) {
 		sp, ph.serverCPU, 100*ph.serverCPU/sp, ph.toolCPU, 100*ph.toolCPU/sp,
 		max(0, ph.allCPU-ph.serverCPU-ph.toolCPU), 100*max(0, ph.allCPU-ph.serverCPU-ph.toolCPU)/sp, runtime.NumCPU(), 100*runtime.NumCPU())
 	fmt.Fprintf(w, "server RSS: %.1f MiB before the phase, %.1f MiB after; Go heap in use %.1f MiB after; %.0f goroutines after\n",
-		float64(ph.rssBefore)/1024, float64(ph.rssAfter)/1024, ph.after.get("go_memstats_heap_inuse_bytes")/(1<<20), ph.after.get("go_goroutines"))
-	d := func(name string) float64 { return ph.after.get(name) - ph.before.get(name) }
+		float64(ph.rssBefore)/1024, float64(ph.rssAfter)/1024, ph.after.Get("go_memstats_heap_inuse_bytes")/(1<<20), ph.after.Get("go_goroutines"))
+	d := func(name string) float64 { return ph.after.Get(name) - ph.before.Get(name) }
 	fmt.Fprintf(w, "server counters: status changes %.0f, status deliveries (handed to watching connections) %.0f, stream signals dropped (queue full) %.0f, slow disconnects (4008) %.0f; status bus publish failures %.0f; bus backpressure %.0f, dropped %.0f, handler errors %.0f\n",
 		d("elph_status_changes_total"), d("elph_status_deliveries_total"), d("elph_stream_signals_dropped_total"), d("elph_stream_slow_disconnects_total"),
 		d("elph_status_bus_publish_failures_total"), d("elph_bus_backpressure_total"), d("elph_bus_dropped_total"), d("elph_bus_handler_errors_total"))
@@ -1470,46 +1469,6 @@ func closeName(c *client) string {
 }
 
 // ---- server metrics ----
-
-// metrics are the admin /metrics values summed over labels.
-type metrics map[string]float64
-
-func (m metrics) get(name string) float64 { return m[name] }
-
-func scrape(n *benchkit.Node) (metrics, error) {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + n.Admin + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("metrics: %s", resp.Status)
-	}
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		name := line[:sp]
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[name] += v
-	}
-	return m, sc.Err()
-}
 
 func fail(err error) int {
 	fmt.Fprintln(os.Stderr, "presence bench:", err)

@@ -163,7 +163,7 @@ func runNode(o options) error {
 	if dbs != nil {
 		dbCPU0 = mariadbCPU()
 	}
-	m0, err := scrape(node)
+	m0, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
@@ -189,7 +189,7 @@ func runNode(o options) error {
 	}
 	cancelSend()
 	drained := b.drain(ctx, o.timeout)
-	m1, err := scrape(node)
+	m1, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
@@ -207,7 +207,7 @@ func runNode(o options) error {
 	samples := sampler.stop()
 	// The depth gauge is refreshed on the dispatcher's poll (every second).
 	time.Sleep(1200 * time.Millisecond)
-	m2, err := scrape(node)
+	m2, err := node.Scrape()
 	if err != nil {
 		return failLog(err)
 	}
@@ -227,7 +227,7 @@ func runNode(o options) error {
 	}
 	r := b.report(os.Stdout, reportInput{
 		drained: drained, span: span, before: m0, after: m1, final: m2, samples: samples,
-		rssBefore: rss0, rssAfter: rss1, serverCPU: m1.get("process_cpu_seconds_total") - m0.get("process_cpu_seconds_total"),
+		rssBefore: rss0, rssAfter: rss1, serverCPU: m1.Get("process_cpu_seconds_total") - m0.Get("process_cpu_seconds_total"),
 		toolCPU: benchkit.CPUOf(ru1) - benchkit.CPUOf(ru0), allCPU: sys1 - sys0, db0: db0, db1: db1, dbCPU: dbCPU,
 	})
 	if ctx.Err() != nil {
@@ -607,12 +607,12 @@ func (b *nodeBench) warmUp(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			m, _ := scrape(b.node)
+			m, _ := b.node.Scrape()
 			refused, reasons, problems := b.fake.refusals()
 			connErrs, connErr := b.fake.connErrors()
 			return fmt.Errorf("%d of %d pushes of message %d arrived within %s; the fake refused %d %v %v and saw %d connection errors (first: %q); the server: sent %.0f, failures %v, queue depth %.0f, enqueued %.0f, skipped %v",
-				got, want, id, limit, refused, reasons, problems, connErrs, connErr, m.get("elph_push_sent_total"), m.labelled("elph_push_failures_total"),
-				m.get("elph_push_queue_depth"), m.get("elph_push_enqueued_total"), m.labelled("elph_push_skipped_total"))
+				got, want, id, limit, refused, reasons, problems, connErrs, connErr, m.Get("elph_push_sent_total"), m.Labelled("elph_push_failures_total"),
+				m.Get("elph_push_queue_depth"), m.Get("elph_push_enqueued_total"), m.Labelled("elph_push_skipped_total"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -765,8 +765,8 @@ func (b *nodeBench) sample(period time.Duration) *sampler {
 				s.done <- out
 				return
 			case <-t.C:
-				if m, err := scrape(b.node); err == nil {
-					out = append(out, sample{at: time.Now(), depth: m.get("elph_push_queue_depth")})
+				if m, err := b.node.Scrape(); err == nil {
+					out = append(out, sample{at: time.Now(), depth: m.Get("elph_push_queue_depth")})
 				}
 			}
 		}
@@ -783,7 +783,7 @@ func (s *sampler) stop() []sample {
 
 type reportInput struct {
 	drained, span              time.Duration
-	before, after, final       metrics
+	before, after, final       benchkit.Metrics
 	samples                    []sample
 	rssBefore, rssAfter        int
 	serverCPU, toolCPU, allCPU float64
@@ -901,14 +901,14 @@ func (b *nodeBench) report(w io.Writer, in reportInput) reportOutput {
 			depths = append(depths, strconv.FormatFloat(s.depth, 'f', 0, 64))
 		}
 		fmt.Fprintf(w, "queue depth (elph_push_queue_depth, scraped every second, refreshed by the dispatcher's 1 s poll): max %.0f, %.0f at the end of sending, %.0f after the drain; samples: %s\n",
-			maxDepth, endDepth, in.final.get("elph_push_queue_depth"), elide(depths, 40))
+			maxDepth, endDepth, in.final.Get("elph_push_queue_depth"), elide(depths, 40))
 	}
 	linger := ""
 	if b.o.linger > 0 {
 		linger = fmt.Sprintf(", then %s more listening for re-sends", b.o.linger)
 	}
 	fmt.Fprintf(w, "drain after sending: %.1fs (limit %s)%s\n", in.drained.Seconds(), b.o.timeout, linger)
-	d := func(name string) float64 { return in.after.get(name) - in.before.get(name) }
+	d := func(name string) float64 { return in.after.Get(name) - in.before.Get(name) }
 	sends := d("elph_push_send_seconds_count")
 	mean := 0.0
 	if sends > 0 {
@@ -916,11 +916,11 @@ func (b *nodeBench) report(w io.Writer, in reportInput) reportOutput {
 	}
 	fmt.Fprintf(w, "server push counters: chat messages %.0f; events queued %.0f, none %.0f, error %.0f; enqueued %.0f; sent %.0f; failures %.0f %v; dropped %.0f; queue errors %.0f; skipped %v; mean APNs request %.2f ms\n",
 		d("elph_chat_messages_total"),
-		in.after.with("elph_push_events_total", `result="queued"`)-in.before.with("elph_push_events_total", `result="queued"`),
-		in.after.with("elph_push_events_total", `result="none"`)-in.before.with("elph_push_events_total", `result="none"`),
-		in.after.with("elph_push_events_total", `result="error"`)-in.before.with("elph_push_events_total", `result="error"`),
-		d("elph_push_enqueued_total"), d("elph_push_sent_total"), d("elph_push_failures_total"), in.after.labelled("elph_push_failures_total"),
-		d("elph_push_dropped_total"), d("elph_push_queue_errors_total"), in.after.labelled("elph_push_skipped_total"), mean)
+		in.after.With("elph_push_events_total", `result="queued"`)-in.before.With("elph_push_events_total", `result="queued"`),
+		in.after.With("elph_push_events_total", `result="none"`)-in.before.With("elph_push_events_total", `result="none"`),
+		in.after.With("elph_push_events_total", `result="error"`)-in.before.With("elph_push_events_total", `result="error"`),
+		d("elph_push_enqueued_total"), d("elph_push_sent_total"), d("elph_push_failures_total"), in.after.Labelled("elph_push_failures_total"),
+		d("elph_push_dropped_total"), d("elph_push_queue_errors_total"), in.after.Labelled("elph_push_skipped_total"), mean)
 	fmt.Fprintf(w, "server bus: backpressure %.0f, dropped %.0f, handler errors %.0f\n",
 		d("elph_bus_backpressure_total"), d("elph_bus_dropped_total"), d("elph_bus_handler_errors_total"))
 	if in.db0 != nil && in.db1 != nil {
@@ -940,7 +940,7 @@ func (b *nodeBench) report(w io.Writer, in reportInput) reportOutput {
 	fmt.Fprintf(w, "CPU over the %.1fs from the first send to the end of the drain: server %.1fs (%.0f%% of one core), this tool %.1fs (%.0f%%)%s, other processes %.1fs (%.0f%%); 2 cores = 200%%\n",
 		sp, in.serverCPU, 100*in.serverCPU/sp, in.toolCPU, 100*in.toolCPU/sp, db, others, 100*others/sp)
 	fmt.Fprintf(w, "server RSS: %.1f MiB before the phase, %.1f MiB after; Go heap in use %.1f MiB after; %.0f goroutines after\n",
-		float64(in.rssBefore)/1024, float64(in.rssAfter)/1024, in.after.get("go_memstats_heap_inuse_bytes")/(1<<20), in.after.get("go_goroutines"))
+		float64(in.rssBefore)/1024, float64(in.rssAfter)/1024, in.after.Get("go_memstats_heap_inuse_bytes")/(1<<20), in.after.Get("go_goroutines"))
 	fmt.Fprintf(w, "server log (level warn, since the restart): %s\n", logSummary(b.node))
 	return reportOutput{delivered: delivered, lost: lost}
 }

@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"bufio"
@@ -8,16 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/elph-server/elph/bench/benchkit"
 )
 
-// metrics are the node's admin /metrics: every series by name and label
-// set.
-type metrics map[string]map[string]float64
+// Metrics are a node's admin /metrics: every series by name and label
+// set (`{a="b"}`, empty without labels).
+type Metrics map[string]map[string]float64
 
-// get sums every series of name.
-func (m metrics) get(name string) float64 {
+// Get sums every series of name.
+func (m Metrics) Get(name string) float64 {
 	sum := 0.0
 	for _, v := range m[name] {
 		sum += v
@@ -25,9 +23,9 @@ func (m metrics) get(name string) float64 {
 	return sum
 }
 
-// with sums the series of name whose labels contain label (e.g.
+// With sums the series of name whose labels contain label (e.g.
 // `result="queued"`).
-func (m metrics) with(name, label string) float64 {
+func (m Metrics) With(name, label string) float64 {
 	sum := 0.0
 	for l, v := range m[name] {
 		if strings.Contains(l, label) {
@@ -37,8 +35,8 @@ func (m metrics) with(name, label string) float64 {
 	return sum
 }
 
-// labelled lists the non-zero series of name, for a report line.
-func (m metrics) labelled(name string) string {
+// Labelled lists the non-zero series of name, for a report line.
+func (m Metrics) Labelled(name string) string {
 	var s []string
 	for l, v := range m[name] {
 		if v != 0 {
@@ -52,7 +50,8 @@ func (m metrics) labelled(name string) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
-func scrape(n *benchkit.Node) (metrics, error) {
+// Scrape reads the node's admin /metrics.
+func (n *Node) Scrape() (Metrics, error) {
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + n.Admin + "/metrics")
 	if err != nil {
@@ -62,7 +61,7 @@ func scrape(n *benchkit.Node) (metrics, error) {
 	if resp.StatusCode != 200 {
 		return nil, fmt.Errorf("metrics: %s", resp.Status)
 	}
-	m := metrics{}
+	m := Metrics{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
