@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/elph-server/elph/platform/bus"
+	"github.com/elph-server/elph/platform/bus/natstest"
 )
 
 type options struct {
@@ -147,7 +148,7 @@ func run(o options) int {
 		} else {
 			bin := o.natsBin
 			if bin == "" {
-				bin = findNATSBinary()
+				bin = natstest.FindBinary()
 			}
 			if bin == "" {
 				return fail(errors.New("nats-server is not installed (apt-get install nats-server): install it, or give a server with -nats, or run -phases memory"))
@@ -234,8 +235,8 @@ func (b *bench) header() {
 	if b.srv != nil {
 		s := b.srv
 		where := "external server " + s.url
-		if s.pid > 0 {
-			where = fmt.Sprintf("private %s (pid %d) on %s", s.bin, s.pid, s.url)
+		if s.proc != nil {
+			where = fmt.Sprintf("private %s (pid %d) on %s", s.proc.Bin, s.pid(), s.url)
 		}
 		fmt.Printf("nats: %s, nats-server %s, max_payload %d", where, s.info.Version, s.info.MaxPayload)
 		if v, ok := s.varz(); ok {

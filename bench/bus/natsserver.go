@@ -1,202 +1,97 @@
 package main
 
 // The NATS server the NATS phases go through: a private nats-server this
-// tool starts as its child on free loopback ports (as
-// platform/bus/natstest does for tests, which needs a testing.TB), or one
-// given with -nats. The private one also serves its monitoring endpoint,
-// whose /varz counts what the server received and sent and the slow
-// consumers it cut off.
+// tool starts as its child on free loopback ports (natstest.Launch, as the
+// tests do), or one given with -nats. The private one also serves its
+// monitoring endpoint, whose /varz counts what the server received and
+// sent and the slow consumers it cut off.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/elph-server/elph/platform/bus/natstest"
 )
 
-const (
-	natsReadyTimeout = 15 * time.Second
-	natsStopTimeout  = 10 * time.Second
-	natsStartTries   = 3
-	// natsMaxPayload leaves room for the bus's largest event plus its
-	// headers, which NATS's default of 1 MiB lacks (NewNATS warns then).
-	natsMaxPayload = 2 << 20
-)
-
-// natsServer is the server used; pid and monitor are zero for an external
-// server (unless -nats-monitor names its monitoring endpoint).
+// natsServer is the server used; proc is nil and monitor empty for an
+// external server (unless -nats-monitor names its monitoring endpoint).
 type natsServer struct {
 	url     string
 	monitor string // http://host:port of the monitoring endpoint, or ""
-	bin     string
-	pid     int
-	info    natsInfo
-
-	dir    string
-	log    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// natsInfo is the part of the INFO greeting shown in the header.
-type natsInfo struct {
-	Version    string `json:"version"`
-	MaxPayload int64  `json:"max_payload"`
-	Headers    bool   `json:"headers"`
-}
-
-// findNATSBinary looks in PATH, then where Debian's package puts it (not in
-// a non-root PATH).
-func findNATSBinary() string {
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p
-	}
-	const debian = "/usr/sbin/nats-server"
-	if st, err := os.Stat(debian); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		return debian
-	}
-	return ""
+	info    natstest.Info
+	proc    *natstest.Process
+	dir     string
 }
 
 // externalNATS checks that a NATS server answers at u.
 func externalNATS(u, monitor string) (*natsServer, error) {
-	info, err := natsGreeting(u)
+	info, err := natstest.Greeting(u)
 	if err != nil {
 		return nil, fmt.Errorf("-nats %s: %w", u, err)
 	}
 	return &natsServer{url: u, monitor: strings.TrimSuffix(monitor, "/"), info: info}, nil
 }
 
-// startNATS starts bin on free loopback ports and waits until it greets
-// clients. The child is killed with this process (Pdeathsig) even if the
-// tool itself is killed.
+// startNATS starts bin on free loopback ports, with its monitoring
+// endpoint and room for the bus's largest event, and waits until it greets
+// clients. The child is killed with this process even if the tool itself
+// is killed.
 func startNATS(bin string) (*natsServer, error) {
 	dir, err := os.MkdirTemp("", "elph-bench-bus-")
 	if err != nil {
 		return nil, err
 	}
-	s := &natsServer{bin: bin, dir: dir, log: filepath.Join(dir, "nats.log")}
-	var errs []error
-	for range natsStartTries {
-		if err := s.run(); err != nil {
-			// Most likely another process took a port between picking and
-			// binding it: try others.
-			errs = append(errs, err)
-			continue
-		}
-		return s, nil
+	proc, err := natstest.Launch(bin, dir, natstest.Options{Monitor: true})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("nats-server did not start: %w", errors.Join(errs...))
+	info, err := natstest.Greeting(proc.URL)
+	if err != nil {
+		proc.Stop()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &natsServer{url: proc.URL, monitor: proc.Monitor, info: info, proc: proc, dir: dir}, nil
 }
 
-func (s *natsServer) run() error {
-	port, err := freePort()
-	if err != nil {
-		return err
+// pid is the private server's process id, 0 for an external one.
+func (s *natsServer) pid() int {
+	if s.proc == nil {
+		return 0
 	}
-	mport, err := freePort()
-	if err != nil {
-		return err
-	}
-	conf := filepath.Join(s.dir, "nats.conf")
-	text := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\nmax_payload: %d\n", port, mport, natsMaxPayload)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close() // the child has its own copy
-	cmd := exec.Command(s.bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.cmd, s.exited, s.pid = cmd, exited, cmd.Process.Pid
-	s.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	s.monitor = fmt.Sprintf("http://127.0.0.1:%d", mport)
-	for deadline := time.Now().Add(natsReadyTimeout); ; {
-		if info, err := natsGreeting(s.url); err == nil {
-			s.info = info
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("nats-server exited: %s", s.logText())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("nats-server on port %d not ready after %v: %s", port, natsReadyTimeout, s.logText())
-		}
-	}
+	return s.proc.Pid()
 }
 
 // stop kills a private server and removes its directory.
 func (s *natsServer) stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	s.kill()
+	s.proc.Stop()
 	os.RemoveAll(s.dir)
-}
-
-func (s *natsServer) kill() {
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.exited:
-	case <-time.After(natsStopTimeout):
-	}
 }
 
 // alive reports whether a private server is still running (an external
 // one is assumed to be).
-func (s *natsServer) alive() bool {
-	if s.exited == nil {
-		return true
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-func (s *natsServer) logText() string {
-	b, _ := os.ReadFile(s.log)
-	return strings.TrimSpace(string(b))
-}
+func (s *natsServer) alive() bool { return s.proc == nil || s.proc.Alive() }
 
 // logLines returns the private server's log lines that mention one of
 // words (slow consumers, errors), at most max of them, and how many there
 // were.
 func (s *natsServer) logLines(max int, words ...string) ([]string, int) {
-	if s.log == "" {
+	if s.proc == nil {
 		return nil, 0
 	}
 	var out []string
 	n := 0
-	for line := range strings.SplitSeq(s.logText(), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(s.proc.Log()), "\n") {
 		for _, w := range words {
 			if strings.Contains(line, w) {
 				n++
@@ -208,48 +103,6 @@ func (s *natsServer) logLines(max int, words ...string) ([]string, int) {
 		}
 	}
 	return out, n
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// natsGreeting connects to rawURL and reads the INFO line a NATS server
-// sends first thing.
-func natsGreeting(rawURL string) (natsInfo, error) {
-	first, _, _ := strings.Cut(rawURL, ",")
-	u, err := url.Parse(strings.TrimSpace(first))
-	if err != nil {
-		return natsInfo{}, err
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "4222")
-	}
-	conn, err := net.DialTimeout("tcp", host, 2*time.Second)
-	if err != nil {
-		return natsInfo{}, err
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return natsInfo{}, err
-	}
-	rest, ok := strings.CutPrefix(line, "INFO ")
-	if !ok {
-		return natsInfo{}, fmt.Errorf("not a NATS server: it said %.40q", line)
-	}
-	var info natsInfo
-	if err := json.Unmarshal([]byte(rest), &info); err != nil {
-		return natsInfo{}, fmt.Errorf("INFO: %w", err)
-	}
-	return info, nil
 }
 
 // varz is the part of the server's /varz used here.

@@ -200,7 +200,7 @@ func (b *bench) snap(nodes []*node) snapshot {
 		s.self = benchkit.CPUOf(ru)
 	}
 	if b.srv != nil {
-		s.nats = procCPU(b.srv.pid)
+		s.nats = procCPU(b.srv.pid())
 		s.varz, s.varzOK = b.srv.varz()
 	}
 	s.all, _ = benchkit.SystemCPU()

@@ -144,7 +144,7 @@ func (r *result) measure(before, after snapshot, b *bench) {
 		}
 	}
 	if r.nats && b.srv != nil {
-		r.natsRSS = procRSSKiB(b.srv.pid)
+		r.natsRSS = procRSSKiB(b.srv.pid())
 		r.natsDead = !b.srv.alive()
 		r.natsLog, r.natsLogN = b.srv.logLines(3, "[WRN]", "[ERR]", "Slow Consumer", "[FTL]")
 	}

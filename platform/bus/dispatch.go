@@ -294,3 +294,27 @@ func keyHash(key, topic string) uint64 {
 	}
 	return h
 }
+
+// awaitDrain is the end of Close: it waits, until ctx is done, for drained
+// (every queue handled) and then cancels the handlers' context. When ctx
+// ends first, abandon runs (nil: nothing) before the handlers are told to
+// give up; the drain goes on in the background until they return.
+func (c *core) awaitDrain(ctx context.Context, drained <-chan struct{}, abandon func()) error {
+	select {
+	case <-drained:
+		c.cancelHandlers()
+		return nil
+	default:
+	}
+	select {
+	case <-drained:
+		c.cancelHandlers()
+		return nil
+	case <-ctx.Done():
+		if abandon != nil {
+			abandon()
+		}
+		c.cancelHandlers()
+		return fmt.Errorf("bus: close: queues not drained: %w", ctx.Err())
+	}
+}

@@ -201,23 +201,7 @@ func (m *Memory) Close(ctx context.Context) error {
 		go m.drain(subs)
 	}
 	m.mu.Unlock()
-
-	select {
-	case <-m.drained:
-		m.cancelHandlers()
-		return nil
-	default:
-	}
-	select {
-	case <-m.drained:
-		m.cancelHandlers()
-		return nil
-	case <-ctx.Done():
-		// Let handlers still running know they should give up; the drain
-		// goes on in the background until they return.
-		m.cancelHandlers()
-		return fmt.Errorf("bus: close: queues not drained: %w", ctx.Err())
-	}
+	return m.awaitDrain(ctx, m.drained, nil)
 }
 
 func (m *Memory) drain(subs []*subscription) {

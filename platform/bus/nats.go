@@ -491,24 +491,9 @@ func (n *NATS) Close(ctx context.Context) error {
 		go n.shutdown(subs)
 	}
 	n.mu.Unlock()
-
-	select {
-	case <-n.drained:
-		n.cancelHandlers()
-		return nil
-	default:
-	}
-	select {
-	case <-n.drained:
-		n.cancelHandlers()
-		return nil
-	case <-ctx.Done():
-		// Nothing more arrives from NATS once the connection is closed,
-		// and a delivery waiting for room gives up with the handlers.
-		n.nc.Close()
-		n.cancelHandlers()
-		return fmt.Errorf("bus: close: queues not drained: %w", ctx.Err())
-	}
+	// Past ctx, nothing more arrives from NATS once the connection is
+	// closed, and a delivery waiting for room gives up with the handlers.
+	return n.awaitDrain(ctx, n.drained, n.nc.Close)
 }
 
 func (n *NATS) shutdown(subs []*natsSubscription) {

@@ -92,9 +92,10 @@ func newConnPool(tr *http.Transport, now func() time.Time) *connPool {
 	return cp
 }
 
-// pooled reports whether req can go through the pool.
+// pooled reports whether req can go through the pool: it has no body, or
+// one read ahead that can be sent again.
 func pooled(req *http.Request) bool {
-	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	return !hasBody(req) || req.GetBody != nil
 }
 
 // pconn is one connection to an upstream.
@@ -349,9 +350,16 @@ func (cp *connPool) send(pc *pconn, x exchange, again bool) (*http.Response, err
 	// Cancelling the request closes the connection, which ends any write
 	// or read under way; such a connection is never pooled again.
 	stop := context.AfterFunc(ctx, pc.close)
+	// The connection's timer bounds the wait for the head; it is armed
+	// once the request is written. A timer rather than a read deadline:
+	// setting and clearing a deadline costs two poller updates per request.
+	var timer *time.Timer
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		pc.close()
+		if timer != nil && pc.timedOut.Load() {
+			return nil, fmt.Errorf("no answer from %s within %s: %w", pc.up.key, cp.headerTimeout, os.ErrDeadlineExceeded)
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("%w (%w)", cerr, err)
 		}
@@ -363,9 +371,6 @@ func (cp *connPool) send(pc *pconn, x exchange, again bool) (*http.Response, err
 	if err := pc.bw.Flush(); err != nil {
 		return fail(maybeStale(err))
 	}
-	// The connection's timer rather than a read deadline: setting and
-	// clearing a deadline costs two poller updates per request.
-	var timer *time.Timer
 	if cp.headerTimeout > 0 {
 		if pc.timer == nil {
 			pc.timer = time.AfterFunc(cp.headerTimeout, func() { pc.timedOut.Store(true); pc.close() })
@@ -373,17 +378,6 @@ func (cp *connPool) send(pc *pconn, x exchange, again bool) (*http.Response, err
 			pc.timer.Reset(cp.headerTimeout)
 		}
 		timer = pc.timer
-	}
-	fail = func(err error) (*http.Response, error) {
-		stop()
-		pc.close()
-		if timer != nil && pc.timedOut.Load() {
-			return nil, fmt.Errorf("no answer from %s within %s: %w", pc.up.key, cp.headerTimeout, os.ErrDeadlineExceeded)
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("%w (%w)", cerr, err)
-		}
-		return nil, err
 	}
 	pc.limit = maxResponseHeaderBytes
 	if _, err := pc.br.Peek(1); err != nil {

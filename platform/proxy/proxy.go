@@ -407,10 +407,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveLocal(rec, r, st)
 		return
 	}
-	// An HTTP/2 request without a body still has a Body (not NoBody):
-	// ContentLength 0 tells.
 	upgrade := isUpgrade(r)
-	if !upgrade && (!hasBody(r) || r.GetBody != nil) {
+	if !upgrade && pooled(r) {
 		p.forward(rec, r, st)
 		return
 	}
@@ -462,6 +460,8 @@ func shallowWithBody(r *http.Request, b *bodyReader) *http.Request {
 	return r2
 }
 
+// hasBody: an HTTP/2 request without a body still has a Body (not
+// NoBody); ContentLength 0 tells.
 func hasBody(r *http.Request) bool {
 	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
